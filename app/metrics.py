@@ -1,0 +1,122 @@
+"""Every Prometheus metric the service exports, in one place.
+
+Built per app on its own registry (no import-time registration), so tests and
+benchmarks can create many apps in one process. Names: ``llm_router_`` prefix, base
+units, counters end in ``_total``; labels come from small fixed sets only.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Decision latencies are milliseconds-scale; request durations include proxying.
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class RouterMetrics:
+    """The service's metrics, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llm_router_requests_total",
+            "HTTP requests by endpoint and status code.",
+            ["endpoint", "method", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "llm_router_request_duration_seconds",
+            "HTTP request duration by endpoint.",
+            ["endpoint"],
+            buckets=SLOW_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "llm_router_requests_in_flight", "HTTP requests being handled.", registry=r
+        )
+        self.decisions = Counter(
+            "llm_router_decisions_total",
+            "Routing decisions by strategy, chosen model, intent and reason.",
+            ["strategy", "model", "intent", "reason"],
+            registry=r,
+        )
+        self.decision_duration = Histogram(
+            "llm_router_decision_duration_seconds",
+            "Time to reach a routing decision (normalised input to decision).",
+            ["strategy"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.stage_duration = Histogram(
+            "llm_router_stage_duration_seconds",
+            "Strategy stage latency (parse, encode, classify, select).",
+            ["strategy", "stage"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.strategy_errors = Counter(
+            "llm_router_strategy_errors_total",
+            "Classifier failures and timeouts, by strategy and what happened.",
+            ["strategy", "kind"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "llm_router_batch_size",
+            "Inputs per encoder batch.",
+            ["encoder"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "llm_router_queue_depth", "Inputs waiting for an encoder batch.", ["encoder"], registry=r
+        )
+        self.rejected = Counter(
+            "llm_router_rejected_total",
+            "Requests refused before routing, by reason (overloaded, too_large, bad_request).",
+            ["reason"],
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "llm_router_upstream_requests_total",
+            "Proxy: upstream calls by model and status class (2xx, 4xx, 5xx, error, timeout).",
+            ["model", "status"],
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "llm_router_upstream_duration_seconds",
+            "Proxy: upstream call duration until the response is complete.",
+            ["model"],
+            buckets=SLOW_BUCKETS,
+            registry=r,
+        )
+        self.upstream_ttfb = Histogram(
+            "llm_router_upstream_ttfb_seconds",
+            "Proxy: time until the upstream's response headers arrive.",
+            ["model"],
+            buckets=SLOW_BUCKETS,
+            registry=r,
+        )
+        self.upstream_fallbacks = Counter(
+            "llm_router_upstream_fallbacks_total",
+            "Proxy: fallbacks from one model to the next.",
+            ["from_model", "to_model"],
+            registry=r,
+        )
+        self.proxy_overhead = Histogram(
+            "llm_router_proxy_overhead_seconds",
+            "Proxy: router time per request excluding upstream time and routing decision.",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "llm_router_ready", "1 once the strategy is loaded and warm.", registry=r
+        )
+        self.info = Gauge(
+            "llm_router_build_info",
+            "Build and strategy information (value is always 1).",
+            ["version", "strategy", "mode", "backend"],
+            registry=r,
+        )

@@ -1,0 +1,186 @@
+"""Service settings from environment variables (prefix ``ROUTER_``, nested with ``__``).
+
+Every field has a description and a default that works offline. ``.env.example`` lists
+them all; ``tests/unit/test_settings.py`` keeps that file in sync with this module.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
+
+
+class IntentSettings(BaseModel):
+    """IntentStrategy: which classifier backend, and its knobs."""
+
+    backend: Literal["embedding", "vllm"] = Field(
+        "embedding", description="Classifier backend: embedding (offline default) or vllm."
+    )
+    model: str = Field(
+        "Qwen/Qwen3-1.7B", description="vLLM backend: Hugging Face model id or local path."
+    )
+    encoder: str = Field(
+        "minilm",
+        description="Embedding backend: 'minilm' (packaged all-MiniLM-L6-v2) or a "
+        "sentence-transformers model path.",
+    )
+    device: str = Field("cpu", description="Embedding backend: torch device (cpu, cuda).")
+    threshold: float = Field(
+        0.35, ge=-1.0, le=1.0, description="Embedding backend: similarity below which the "
+        "conversation is routed to 'other'."
+    )
+    window_turns: int = Field(
+        3, ge=1, le=64, description="How many recent user turns the classifier sees."
+    )
+    # vLLM engine arguments
+    dtype: str = Field("auto", description="vLLM: weight dtype (auto, bfloat16, float16, float32).")
+    max_model_len: int = Field(4096, ge=256, description="vLLM: context length in tokens.")
+    prompt_token_budget: int = Field(
+        0, ge=0, description="vLLM: max prompt tokens (0 = max_model_len minus a margin)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0.0, le=1.0, description="vLLM: fraction of GPU memory the engine may use."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: tensor parallel GPUs.")
+    enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (faster start).")
+    enable_prefix_caching: bool = Field(True, description="vLLM: reuse the fixed prompt prefix.")
+    kv_cache_bytes: int = Field(
+        0, ge=0, description="vLLM on CPU: KV-cache size in bytes (0 = 512 MiB on CPU)."
+    )
+    revision: str | None = Field(None, description="vLLM: model revision (branch, tag, commit).")
+    download_dir: str | None = Field(None, description="vLLM: weights cache directory.")
+    timeout_s: float = Field(
+        5.0, gt=0.0, description="Per-request classification timeout in seconds."
+    )
+    on_error: Literal["fallback", "error"] = Field(
+        "fallback",
+        description="When the classifier fails or times out: route to the fallback model "
+        "(reason 'fallback') or answer 503.",
+    )
+
+
+class AutoSettings(BaseModel):
+    """AutoStrategy: encoder and artifact."""
+
+    encoder: str = Field(
+        "minilm", description="Encoder: 'minilm' or 'open_clip:<model>' (e.g. open_clip:ViT-B-32)."
+    )
+    pretrained: str | None = Field(
+        None, description="open_clip pretrained tag or local checkpoint path (None = random)."
+    )
+    device: str = Field("cpu", description="Torch device for the encoder and MLP.")
+    artifact: str | None = Field(
+        None, description="Router artifact directory; overrides 'auto.artifact' in the config."
+    )
+
+
+class BatchSettings(BaseModel):
+    """Micro-batching in front of encoders."""
+
+    max_size: int = Field(32, ge=1, le=1024, description="Largest batch sent to an encoder.")
+    window_ms: float = Field(
+        2.0, ge=0.0, le=1000.0, description="How long to wait for more requests to batch."
+    )
+    queue_size: int = Field(
+        1024, ge=1, description="Pending encode requests before new ones get 429."
+    )
+
+
+class LimitSettings(BaseModel):
+    """Input limits: anything past them is a 4xx, never a crash."""
+
+    max_body_bytes: int = Field(25 * 1024**2, ge=1024, description="Largest request body (413).")
+    max_messages: int = Field(1000, ge=1, description="Most messages in one request.")
+    max_images: int = Field(8, ge=0, description="Most images in one request.")
+    max_image_bytes: int = Field(
+        10 * 1024**2, ge=1024, description="Largest encoded image, in bytes."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest image, in pixels (width x height)."
+    )
+    max_concurrency: int = Field(
+        256, ge=1, description="Requests routed at once before new ones get 429."
+    )
+
+
+class ImageFetchSettings(BaseModel):
+    """Fetching http(s) image URLs (off by default: only data: URLs are accepted)."""
+
+    enabled: bool = Field(False, description="Allow http(s) image URLs to be fetched.")
+    timeout_s: float = Field(5.0, gt=0.0, description="Timeout for one image fetch.")
+    allow_private: bool = Field(
+        False, description="Allow loopback/private/link-local hosts (never in production)."
+    )
+
+
+class ProxySettings(BaseModel):
+    """Proxy mode: how upstreams are called."""
+
+    timeout_s: float = Field(60.0, gt=0.0, description="Default upstream read timeout.")
+    connect_timeout_s: float = Field(5.0, gt=0.0, description="Upstream connect timeout.")
+    max_attempts: int = Field(3, ge=1, description="Most upstreams tried for one request.")
+    total_timeout_s: float = Field(
+        120.0, gt=0.0, description="Time budget for all attempts before the first byte."
+    )
+    max_connections: int = Field(512, ge=1, description="Pooled upstream connections.")
+
+
+class Settings(BaseSettings):
+    """All llm-router settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    strategy: str = Field(
+        "intent", description="Routing strategy: intent or auto (or 'module:Class')."
+    )
+    mode: Literal["recommend", "proxy"] = Field(
+        "recommend", description="recommend: answer with the model name; proxy: forward."
+    )
+    config: Path = Field(DEFAULT_CONFIG, description="Routing config YAML file.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
+    log_format: Literal["json", "console"] = Field("json", description="Log format.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_prompts: bool = Field(
+        False, description="Log prompt text in decision events (user data: off by default)."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Accepted bearer tokens, comma separated (empty = no auth).",
+    )
+    intent: IntentSettings = Field(default_factory=IntentSettings)  # type: ignore[arg-type]
+    auto: AutoSettings = Field(default_factory=AutoSettings)  # type: ignore[arg-type]
+    batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
+    limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
+    image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
+    proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_nonempty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("ROUTER_STRATEGY must not be empty (valid: intent, auto)")
+        return value.strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

