@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
 
@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     log_prompts: bool = Field(
         False, description="Log prompt text in decision events (user data: off by default)."
     )
-    api_keys: list[str] = Field(
+    api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted bearer tokens, comma separated (empty = no auth).",
     )
