@@ -46,6 +46,12 @@ class SentenceEncoder:
             raise EncoderLoadError(
                 "sentence-transformers is not installed: pip install 'llm-router[embed]'"
             ) from exc
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         path = str(packaged_minilm_path()) if name_or_path == PACKAGED else name_or_path
         if name_or_path != PACKAGED and not Path(path).exists():
             raise EncoderLoadError(f"sentence encoder not found at '{path}'")
@@ -56,7 +62,10 @@ class SentenceEncoder:
         self._model.eval()
         self._torch = torch
         self.name = "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(path).name
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        self.dim = int(dim_of())
         self.max_seq_length = int(self._model.max_seq_length)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:

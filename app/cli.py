@@ -1,0 +1,162 @@
+"""The ``llm-router`` command: serve, route, eval (and train, for the auto strategy)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from app.config import ConfigError, RoutingConfig, load_routing_config
+from app.settings import Settings
+from strategies.registry import UnknownStrategyError
+
+STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError)
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return "ROUTER_" + "__".join(str(p).upper() for p in loc)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment plus CLI overrides; errors name the variable."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = [f"  {_env_name(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"llm-router: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = load_settings(host=args.host, port=args.port, strategy=args.strategy,
+                             config=args.config)
+    fatal: list[str] = []
+    holder: dict[str, uvicorn.Server] = {}
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        if "server" in holder:
+            holder["server"].should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    holder["server"] = server
+    server.run()
+    if fatal:
+        return fail(f"strategy failed to start: {fatal[0]}", 1)
+    return 0 if server.started else 1
+
+
+async def _route_once(settings: Settings, config: RoutingConfig, args: argparse.Namespace) -> Any:
+    from app.evaluate import started_strategy, timed_route
+    from app.images import open_image
+    from strategies.base import Conversation
+
+    images = [
+        open_image(Path(p).read_bytes(), settings.limits, f"--image {p}") for p in args.image
+    ]
+    conversation = Conversation.from_text(args.text, images)
+    async with started_strategy(settings, config) as strategy:
+        return await timed_route(strategy, conversation)
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    settings = load_settings(strategy=args.strategy, config=args.config)
+    config = load_routing_config(settings.config)
+    decision, seconds = asyncio.run(_route_once(settings, config, args))
+    if args.json:
+        out = {
+            "model": decision.model, "strategy": decision.strategy, "intent": decision.intent,
+            "reason": decision.reason, "scores": decision.scores, "ranking": decision.ranking,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    else:
+        intent = f" (intent {decision.intent})" if decision.intent else ""
+        print(f"{decision.model}{intent} [{decision.reason}, {seconds * 1000:.1f} ms]")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from app.evaluate import evaluate_intents, read_jsonl
+
+    settings = load_settings(strategy=args.strategy, config=args.config)
+    config = load_routing_config(settings.config)
+    rows = list(read_jsonl(Path(args.data)))
+    if not rows:
+        return fail(f"{args.data} has no rows")
+    if "intent" not in rows[0]:
+        return fail(f"{args.data}: rows need an 'intent' label (or 'scores' for auto data)")
+    report = asyncio.run(evaluate_intents(rows, settings, config))
+    print(f"accuracy {report['accuracy']:.3f} (model {report['model_accuracy']:.3f}) on "
+          f"{report['examples']} conversations; p50 {report['latency']['p50_ms']:.1f} ms, "
+          f"p95 {report['latency']['p95_ms']:.1f} ms")
+    for label, row in report["per_intent"].items():
+        print(f"  {label:<22} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+              f"n={row['support']}")
+    if args.out:
+        Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        print(f"report written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--strategy", help="override ROUTER_STRATEGY")
+        p.add_argument("--config", help="override ROUTER_CONFIG (routing config YAML)")
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    common(p)
+    p.add_argument("--host", help="override ROUTER_HOST")
+    p.add_argument("--port", type=int, help="override ROUTER_PORT")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("route", help="print the decision for one message, without a server")
+    common(p)
+    p.add_argument("text", help="the user message")
+    p.add_argument("--image", action="append", default=[], metavar="FILE",
+                   help="attach an image file (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("eval", help="replay labelled JSONL through a strategy and score it")
+    common(p)
+    p.add_argument("data", help="JSONL: messages + intent (intent data)")
+    p.add_argument("--out", help="write the JSON report here")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except STARTUP_ERRORS as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Normalise a validated chat request into a typed :class:`Conversation`, once, at the edge.
+
+Limits are checked before any work is spent: message count, image count (before
+decoding), image bytes and pixels. Image decoding runs in a worker thread so large
+payloads never stall the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from PIL.Image import Image
+
+from app.errors import BadRequestError
+from app.images import decode_data_url, fetch_image, open_image
+from app.schemas import ChatCompletionRequest, ImagePart, Message, TextPart
+from app.settings import Settings
+from strategies.base import IMAGE_MARKER, Conversation, Turn
+
+
+@dataclass(slots=True)
+class _PendingImage:
+    message: int
+    part: int
+    url: str
+
+    @property
+    def param(self) -> str:
+        return f"messages.{self.message}.content.{self.part}.image_url"
+
+
+def _text_and_images(message: Message, index: int) -> tuple[list[str], list[_PendingImage]]:
+    content = message.content
+    if content is None:
+        return [], []
+    if isinstance(content, str):
+        return [content], []
+    pieces: list[str] = []
+    images: list[_PendingImage] = []
+    for j, part in enumerate(content):
+        if isinstance(part, TextPart):
+            pieces.append(part.text)
+        elif isinstance(part, ImagePart):
+            pieces.append(IMAGE_MARKER)
+            images.append(_PendingImage(index, j, part.image_url.url))
+    return pieces, images
+
+
+async def _load_images(
+    pending: list[_PendingImage], settings: Settings, client: httpx.AsyncClient | None
+) -> list[Image]:
+    limits = settings.limits
+    raw: list[bytes] = []
+    for item in pending:
+        if item.url.startswith("data:"):
+            raw.append(decode_data_url(item.url, limits, item.param))
+        elif client is None:
+            raise BadRequestError("http(s) image URLs are disabled", param=item.param)
+        else:
+            raw.append(
+                await fetch_image(item.url, client, settings.image_fetch, limits, item.param)
+            )
+
+    def decode_all() -> list[Image]:
+        return [open_image(data, limits, p.param) for data, p in zip(raw, pending, strict=True)]
+
+    if not raw:
+        return []
+    return await anyio.to_thread.run_sync(decode_all)
+
+
+async def normalise(
+    request: ChatCompletionRequest,
+    settings: Settings,
+    client: httpx.AsyncClient | None = None,
+) -> Conversation:
+    """Build the Conversation a strategy routes, or raise a 4xx domain error."""
+    limits = settings.limits
+    if len(request.messages) > limits.max_messages:
+        raise BadRequestError(
+            f"too many messages ({len(request.messages)}); the limit is {limits.max_messages}",
+            param="messages",
+        )
+    texts: list[list[str]] = []
+    pending: list[_PendingImage] = []
+    for i, message in enumerate(request.messages):
+        pieces, images = _text_and_images(message, i)
+        texts.append(pieces)
+        pending.extend(images)
+    if len(pending) > limits.max_images:
+        raise BadRequestError(
+            f"too many images ({len(pending)}); the limit is {limits.max_images}",
+            param="messages",
+            code="too_many_images",
+        )
+    if not any(m.role == "user" for m in request.messages):
+        raise BadRequestError("messages must include a user message", param="messages")
+    if not pending and not any(p.strip() for pieces in texts for p in pieces):
+        raise BadRequestError("messages contain no text and no images", param="messages")
+    decoded = await _load_images(pending, settings, client)
+    by_message: dict[int, list[Image]] = {}
+    for item, img in zip(pending, decoded, strict=True):
+        by_message.setdefault(item.message, []).append(img)
+    turns = tuple(
+        Turn(
+            role=message.role,
+            text=" ".join(p for p in texts[i] if p),
+            images=tuple(by_message.get(i, ())),
+        )
+        for i, message in enumerate(request.messages)
+    )
+    return Conversation(turns=turns)

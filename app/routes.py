@@ -1,0 +1,172 @@
+"""HTTP endpoints: chat completions (recommend or proxy), models, health, ready, metrics."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response, StreamingResponse
+
+from app.conversation import normalise
+from app.errors import (
+    BadRequestError,
+    NotFoundError,
+    NotReadyError,
+    OverloadedError,
+    UnauthorizedError,
+)
+from app.logs import get_logger
+from app.schemas import ChatCompletionRequest, models_list, recommendation, recommendation_stream
+from strategies.base import Conversation, RouteOptions, RoutingDecision
+
+if TYPE_CHECKING:
+    from app.main import RouterState
+
+router = APIRouter()
+CHAT_PATHS = ("/v1/chat/completions", "/sfc_router/chat/completions")
+ENDPOINTS = {*CHAT_PATHS, "/v1/models"}
+JSON = "application/json"
+
+
+def _state(request: Request) -> RouterState:
+    return request.app.state.router  # type: ignore[no-any-return]
+
+
+def check_api_key(request: Request) -> None:
+    """The auth hook: when ROUTER_API_KEYS is set, require one of them as a bearer token."""
+    keys = _state(request).settings.api_keys
+    if not keys:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not any(
+        hmac.compare_digest(token.encode(), k.encode()) for k in keys
+    ):
+        raise UnauthorizedError("missing or invalid API key (Authorization: Bearer <key>)")
+
+
+async def parse_request(request: Request) -> ChatCompletionRequest:
+    body = await request.body()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequestError("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("request body must be a JSON object", code="invalid_json")
+    return ChatCompletionRequest.model_validate(data)
+
+
+async def decide(
+    state: RouterState, req: ChatCompletionRequest, conversation: Conversation
+) -> RoutingDecision:
+    """Manual routing when ``model`` names a configured model, else ask the strategy."""
+    assert state.strategy is not None
+    options = req.router.to_options() if req.router else RouteOptions()
+    if not req.wants_routing():
+        name = (req.model or "").strip()
+        if name not in state.config.model_names:
+            raise NotFoundError(
+                f"model '{name}' is not configured; use one of {state.config.model_names} "
+                "or 'router' to let the router choose",
+                param="model",
+                code="model_not_found",
+            )
+        return RoutingDecision(
+            model=name, strategy=state.strategy.name, reason="manual", ranking=[name]
+        )
+    unknown = [m for m in options.exclude_models if m not in state.config.model_names]
+    if unknown:
+        raise BadRequestError(f"router.exclude_models: unknown model(s) {sorted(unknown)}",
+                              param="router.exclude_models")
+    start = time.perf_counter()
+    decision = await state.strategy.route(conversation, options)
+    state.metrics.decision_duration.labels(decision.strategy).observe(time.perf_counter() - start)
+    return decision
+
+
+def _log_decision(
+    state: RouterState, decision: RoutingDecision, conversation: Conversation,
+    latency_s: float, stream: bool,
+) -> None:
+    extra = {"prompt": conversation.transcript()} if state.settings.log_prompts else {}
+    get_logger().info(
+        "route_decided",
+        strategy=decision.strategy,
+        model=decision.model,
+        intent=decision.intent,
+        reason=decision.reason,
+        latency_s=round(latency_s, 6),
+        turns=len(conversation.turns),
+        images=len(conversation.images),
+        stream=stream,
+        mode=state.settings.mode,
+        **extra,
+    )
+
+
+@router.post(CHAT_PATHS[0])
+@router.post(CHAT_PATHS[1], include_in_schema=False)
+async def chat_completions(request: Request) -> Response:
+    """Route an OpenAI chat-completions request: recommend a model, or proxy to it."""
+    state = _state(request)
+    check_api_key(request)
+    began = time.perf_counter()
+    req = await parse_request(request)
+    if not state.ready:
+        raise NotReadyError("the router is still loading; retry shortly")
+    if state.active >= state.settings.limits.max_concurrency:
+        state.metrics.rejected.labels("overloaded").inc()
+        raise OverloadedError("too many requests in flight; retry shortly")
+    state.active += 1
+    try:
+        conversation = await normalise(req, state.settings, state.http)
+        decision = await decide(state, req, conversation)
+    finally:
+        state.active -= 1
+    latency = time.perf_counter() - began
+    state.metrics.decisions.labels(
+        decision.strategy, decision.model, decision.intent or "", decision.reason
+    ).inc()
+    _log_decision(state, decision, conversation, latency, req.stream)
+    if state.proxy is not None:
+        return await state.proxy.forward(request, req, conversation, decision, latency)  # type: ignore[no-any-return]
+    if req.stream:
+        return StreamingResponse(
+            recommendation_stream(decision, latency), media_type="text/event-stream"
+        )
+    return Response(recommendation(decision, latency), media_type=JSON)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    """The configured models (OpenAI list shape)."""
+    state = _state(request)
+    check_api_key(request)
+    return Response(models_list(state.config.model_names, state.created), media_type=JSON)
+
+
+@router.get("/health")
+async def health() -> Response:
+    """Liveness: the process is up and serving HTTP."""
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+@router.get("/ready")
+async def ready(request: Request) -> Response:
+    """Readiness: 200 once the strategy is loaded and warm, 503 before (or if it failed)."""
+    state = _state(request)
+    if state.ready:
+        body = {"status": "ready", "strategy": state.settings.strategy}
+        return Response(orjson.dumps(body), media_type=JSON)
+    message = state.start_error or "strategy is loading"
+    raise NotReadyError(f"not ready: {message}")
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition."""
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,148 @@
+"""OpenAI chat-completions request model and the recommend-mode response shapes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from strategies.base import RouteOptions, RoutingDecision
+
+ROUTING_ALIASES = frozenset({"", "router", "auto", "intent", "llm-router"})
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    url: str = Field(min_length=1)
+    detail: str | None = None
+
+
+class ImagePart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+
+class RouterOptionsIn(BaseModel):
+    """The request's ``router`` extension field: per-request routing overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    costs: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    cost_weight: float | None = Field(None, ge=0.0)
+    exclude_models: list[str] = Field(default_factory=list)
+
+    def to_options(self) -> RouteOptions:
+        return RouteOptions(
+            thresholds=dict(self.thresholds),
+            costs=dict(self.costs),
+            cost_weight=self.cost_weight,
+            exclude_models=frozenset(self.exclude_models),
+        )
+
+
+class ChatCompletionRequest(BaseModel):
+    """An OpenAI chat-completions request; unknown fields are kept (proxy passes them on)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    router: RouterOptionsIn | None = None
+
+    def wants_routing(self) -> bool:
+        return self.model is None or self.model.strip().lower() in ROUTING_ALIASES
+
+
+def _decision_object(decision: RoutingDecision, latency_s: float) -> dict[str, Any]:
+    return {
+        "strategy": decision.strategy,
+        "model": decision.model,
+        "intent": decision.intent,
+        "reason": decision.reason,
+        "scores": {k: round(v, 6) for k, v in decision.scores.items()},
+        "ranking": decision.ranking,
+        "latency_ms": round(latency_s * 1000.0, 3),
+        "detail": decision.detail,
+    }
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def recommendation(decision: RoutingDecision, latency_s: float) -> bytes:
+    """A ``chat.completion`` whose message content is the chosen model's name."""
+    return orjson.dumps(
+        {
+            "id": completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": decision.strategy,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": decision.model},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "router": _decision_object(decision, latency_s),
+        }
+    )
+
+
+def recommendation_stream(decision: RoutingDecision, latency_s: float) -> Iterator[bytes]:
+    """The same decision as SSE ``chat.completion.chunk`` events ending in ``[DONE]``."""
+    base = {
+        "id": completion_id(),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": decision.strategy,
+    }
+    deltas: list[tuple[dict[str, Any], str | None]] = [
+        ({"role": "assistant", "content": ""}, None),
+        ({"content": decision.model}, None),
+        ({}, "stop"),
+    ]
+    for i, (delta, finish) in enumerate(deltas):
+        chunk: dict[str, Any] = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if i == len(deltas) - 1:
+            chunk["router"] = _decision_object(decision, latency_s)
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def models_list(names: list[str], created: int) -> bytes:
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": created, "owned_by": "llm-router"}
+                for n in names
+            ],
+        }
+    )

@@ -1,0 +1,213 @@
+"""Conversation encoders for the auto strategy, behind one small interface.
+
+* ``minilm``: the packaged all-MiniLM-L6-v2 (text only, 384-dim), for CPU/offline use.
+* ``open_clip:<model>``: CLIP text and image towers; the vector is ``[text | image]``
+  (image part zeros without images, several images averaged).
+
+Both embed the conversation transcript cut from the *start*, token-exact, so the latest
+turn survives the encoder's context. ``embed`` is blocking and batched: call it from an
+encoder thread (MicroBatcher). torch and open_clip are imported lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from models.minilm import PACKAGED, EncoderLoadError, SentenceEncoder
+
+if TYPE_CHECKING:
+    from strategies.base import Conversation
+
+OPEN_CLIP_PREFIX = "open_clip:"
+MINILM = "minilm"
+
+
+class Encoder(Protocol):
+    """Turns conversations into fixed-size float32 vectors."""
+
+    name: str  # e.g. "minilm", "open_clip:ViT-B-32"
+    version: str  # weights identity: package model name, pretrained tag or checkpoint file
+    dim: int
+    fingerprint: str  # short hash of some weights: catches "same name, other weights"
+    supports_images: bool
+
+    def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
+        """Blocking, batched: an array of shape [len(conversations), dim]."""
+        ...
+
+
+def conversation_text(conversation: Conversation) -> str:
+    """What text encoders see: the ``role: text`` transcript (images as markers)."""
+    return conversation.transcript()
+
+
+def weights_fingerprint(module: Any) -> str:
+    """A short hash of the first and last parameter tensors (cheap, device-independent)."""
+    params = list(module.parameters())
+    digest = hashlib.sha256()
+    for tensor in (params[0], params[-1]):
+        data = tensor.detach().float().cpu().contiguous().numpy()
+        digest.update(str(tuple(data.shape)).encode())
+        digest.update(data.tobytes())
+    return digest.hexdigest()[:16]
+
+
+class MiniLMEncoder:
+    """Text-only sentence embeddings from the packaged all-MiniLM-L6-v2."""
+
+    supports_images = False
+
+    def __init__(self, device: str = "cpu", max_tokens: int | None = None) -> None:
+        self._encoder = SentenceEncoder(PACKAGED, device=device)
+        self.name = MINILM
+        self.version = self._encoder.name
+        self.dim = self._encoder.dim
+        self.max_tokens = min(max_tokens or self._encoder.max_seq_length - 2, 510)
+        self._encoder.max_seq_length = max(self._encoder.max_seq_length, self.max_tokens + 2)
+        self.fingerprint = weights_fingerprint(self._encoder._model)
+
+    def _truncate(self, text: str) -> str:
+        tokenizer = self._encoder._model.tokenizer
+        ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        if len(ids) <= self.max_tokens:
+            return text
+        return str(tokenizer.decode(ids[-self.max_tokens :]))
+
+    def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
+        texts = [self._truncate(conversation_text(c)) for c in conversations]
+        return self._encoder.encode(texts)
+
+
+class OpenClipEncoder:
+    """open_clip text + image towers; vector = [text | image], each L2-normalised."""
+
+    supports_images = True
+
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: str | None = None,
+        device: str = "cpu",
+        max_tokens: int | None = None,
+    ) -> None:
+        try:
+            import open_clip
+            import torch
+        except ImportError as exc:
+            raise EncoderLoadError(
+                "open_clip is not installed: pip install 'llm-router[clip]' "
+                "(needs torch + torchvision)"
+            ) from exc
+        self._torch = torch
+        self.name = f"{OPEN_CLIP_PREFIX}{model_name}"
+        self.version = _pretrained_version(pretrained)
+        model, preprocess = _create_open_clip(open_clip, torch, model_name, pretrained, device)
+        model.eval()
+        self._model = model
+        self._preprocess = preprocess
+        self._device = device
+        self._tokenizer = open_clip.get_tokenizer(model_name)
+        self.context_length = int(getattr(self._tokenizer, "context_length", 77))
+        budget = self.context_length - 2  # start and end tokens
+        self.max_tokens = min(max_tokens or budget, budget)
+        self.embed_dim = self._probe_dim()
+        self.dim = 2 * self.embed_dim
+        self.fingerprint = weights_fingerprint(model)
+
+    def _probe_dim(self) -> int:
+        with self._torch.inference_mode():
+            return int(self._model.encode_text(self._tokens([""])).shape[-1])
+
+    def _tokens(self, texts: list[str]) -> Any:
+        """Token ids [n, context_length], each text cut from the start to fit."""
+        tok = self._tokenizer
+        if not hasattr(tok, "encode") or not hasattr(tok, "sot_token_id"):
+            return tok([t[-4 * self.max_tokens :] for t in texts]).to(self._device)
+        rows = self._torch.zeros(len(texts), self.context_length, dtype=self._torch.long)
+        for i, text in enumerate(texts):
+            ids = [tok.sot_token_id, *tok.encode(text)[-self.max_tokens :], tok.eot_token_id]
+            rows[i, : len(ids)] = self._torch.tensor(ids)
+        return rows.to(self._device)
+
+    def _normalise(self, x: Any) -> Any:
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
+        torch = self._torch
+        out = np.zeros((len(conversations), self.dim), dtype=np.float32)
+        if not conversations:
+            return out
+        with torch.inference_mode():
+            texts = [conversation_text(c) for c in conversations]
+            text = self._normalise(self._model.encode_text(self._tokens(texts)).float())
+            out[:, : self.embed_dim] = text.cpu().numpy()
+            owners = [i for i, c in enumerate(conversations) for _ in c.images]
+            if owners:
+                pixels = torch.stack(
+                    [self._preprocess(img.convert("RGB")) for c in conversations for img in c.images]
+                ).to(self._device)
+                image = self._normalise(self._model.encode_image(pixels).float()).cpu().numpy()
+                for row in set(owners):
+                    mask = np.array(owners) == row
+                    out[row, self.embed_dim :] = image[mask].mean(axis=0)
+        return out
+
+
+def _pretrained_version(pretrained: str | None) -> str:
+    if pretrained is None:
+        return "random"
+    path = Path(pretrained).expanduser()
+    return path.name if path.exists() else pretrained
+
+
+def _create_open_clip(
+    open_clip: Any, torch: Any, model_name: str, pretrained: str | None, device: str
+) -> tuple[Any, Any]:
+    """Build the model; random weights are seeded so every process gets the same ones."""
+    if model_name not in open_clip.list_models():
+        raise EncoderLoadError(
+            f"unknown open_clip model '{model_name}' (e.g. ViT-B-32; see open_clip.list_models())"
+        )
+    source = pretrained
+    if pretrained is not None and Path(pretrained).expanduser().exists():
+        source = str(Path(pretrained).expanduser())
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=source, device=device
+            )
+    except Exception as exc:  # surfaced as a clear startup error
+        where = f"pretrained '{pretrained}'" if pretrained else "random weights"
+        raise EncoderLoadError(
+            f"cannot load open_clip model '{model_name}' with {where}: {exc}. A pretrained tag "
+            "needs the weights in the open_clip cache (no model hub here); a local "
+            "checkpoint path must exist"
+        ) from exc
+    return model, preprocess
+
+
+def encoder_dim_hint(name: str) -> str:
+    """Human text for error messages when the encoder cannot be built."""
+    return "384" if name == MINILM else "2 x embed_dim"
+
+
+def build_encoder(
+    name: str, pretrained: str | None = None, device: str = "cpu", max_tokens: int | None = None
+) -> Encoder:
+    """The encoder named by ``ROUTER_AUTO__ENCODER`` ('minilm' or 'open_clip:<model>')."""
+    if name == MINILM:
+        return MiniLMEncoder(device=device, max_tokens=max_tokens)
+    if name.startswith(OPEN_CLIP_PREFIX) and len(name) > len(OPEN_CLIP_PREFIX):
+        return OpenClipEncoder(
+            name[len(OPEN_CLIP_PREFIX) :], pretrained, device=device, max_tokens=max_tokens
+        )
+    raise EncoderLoadError(
+        f"unknown encoder '{name}' (ROUTER_AUTO__ENCODER: 'minilm' or 'open_clip:<model>', "
+        "e.g. open_clip:ViT-B-32)"
+    )

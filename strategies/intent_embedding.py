@@ -1,0 +1,108 @@
+"""Embedding intent backend: nearest configured intent by sentence-embedding similarity.
+
+Each intent is represented by its description and example utterances. The latest user
+turns are embedded (micro-batched with concurrent requests) and scored against every
+reference; the latest turn weighs most. Below ``ROUTER_INTENT__THRESHOLD`` the answer
+is ``other``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from app.config import OTHER_INTENT
+from models.batching import MicroBatcher
+from models.minilm import SentenceEncoder
+from strategies.base import Conversation, StrategyContext
+from strategies.intent import IntentResult
+
+TURN_WEIGHTS = (1.0, 0.35, 0.15, 0.08)  # newest first; later turns share the last weight
+HEAD_CHARS, TAIL_CHARS = 300, 700  # long turns: keep the opening and the end
+
+
+def clip_text(text: str) -> str:
+    """Keep the start (the instruction) and the end (the question) of a long turn."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+        return text
+    return f"{text[:HEAD_CHARS]} ... {text[-TAIL_CHARS:]}"
+
+
+def turn_weights(n: int) -> np.ndarray:
+    weights = np.array([TURN_WEIGHTS[min(i, len(TURN_WEIGHTS) - 1)] for i in range(n)])
+    return (weights / weights.sum()).astype(np.float32)
+
+
+class EmbeddingIntentClassifier:
+    """Nearest-intent classifier over sentence embeddings."""
+
+    def __init__(self, context: StrategyContext) -> None:
+        self._ctx = context
+        self._intents = [i for i in context.config.intents]
+        self._names = [i.name for i in self._intents]
+        self._encoder: SentenceEncoder | None = None
+        self._batcher: MicroBatcher[str, np.ndarray] | None = None
+        self._refs = np.zeros((0, 0), dtype=np.float32)
+        self._ref_owner = np.zeros(0, dtype=np.int64)
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
+        assert self._encoder is not None
+        return list(self._encoder.encode(texts))
+
+    async def start(self) -> None:
+        settings = self._ctx.settings
+        loop = asyncio.get_running_loop()
+        self._encoder = await loop.run_in_executor(
+            None, SentenceEncoder, settings.intent.encoder, settings.intent.device
+        )
+        texts: list[str] = []
+        owners: list[int] = []
+        for idx, intent in enumerate(self._intents):
+            for text in [intent.description, *intent.examples]:
+                texts.append(clip_text(text))
+                owners.append(idx)
+        self._batcher = MicroBatcher(
+            self._encode,
+            name=f"intent-{self._encoder.name}",
+            max_batch_size=settings.batch.max_size,
+            window_s=settings.batch.window_ms / 1000.0,
+            queue_size=settings.batch.queue_size,
+            metrics=self._ctx.metrics,
+        )
+        self._refs = np.stack(await self._batcher.run_now(texts))
+        self._ref_owner = np.asarray(owners, dtype=np.int64)
+
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """Per-intent score: best similarity to any of its references, per turn, then
+        weighted over turns (newest first). ``vectors`` is [turns, dim]."""
+        sims = self._refs @ vectors.T  # [refs, turns]
+        per_intent = np.full((len(self._intents), vectors.shape[0]), -1.0, dtype=np.float32)
+        np.maximum.at(per_intent, self._ref_owner, sims)
+        return per_intent @ turn_weights(vectors.shape[0])  # type: ignore[no-any-return]
+
+    async def classify(self, conversation: Conversation) -> IntentResult:
+        assert self._batcher is not None, "start() first"
+        texts = conversation.recent_user_texts(self._ctx.settings.intent.window_turns)
+        if not texts:
+            texts = [conversation.transcript(max_chars=HEAD_CHARS + TAIL_CHARS) or "[empty]"]
+        start = asyncio.get_running_loop().time()
+        vectors = await asyncio.gather(*(self._batcher.submit(clip_text(t)) for t in texts))
+        self._ctx.metrics.stage_duration.labels("intent", "encode").observe(
+            asyncio.get_running_loop().time() - start
+        )
+        scores = self.score(np.stack(vectors))
+        best = int(np.argmax(scores))
+        intent = self._names[best]
+        if float(scores[best]) < self._ctx.settings.intent.threshold:
+            intent = OTHER_INTENT
+        return IntentResult(
+            intent=intent,
+            scores={name: float(s) for name, s in zip(self._names, scores, strict=True)},
+            detail={"turns_used": len(texts)},
+        )
+
+    async def aclose(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.aclose()
+        self._encoder = None
