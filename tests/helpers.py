@@ -1,0 +1,145 @@
+"""Test helpers: an in-process app client, a real server subprocess, image builders."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE = "tests.fakes:FakeStrategy"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: defaults plus overrides, never read from the environment."""
+    overrides.setdefault("strategy", FAKE)
+    return Settings.model_validate(overrides)
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = await client.get("/ready")
+        if resp.status_code == 200:
+            return
+        if "not ready: " in resp.text and "loading" not in resp.text:
+            raise RuntimeError(f"strategy failed to start: {resp.text}")
+        await asyncio.sleep(0.05)
+    raise TimeoutError("app did not become ready")
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings | None = None, *, ready: bool = True, **create_kwargs: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in-process (lifespan included) behind an httpx client."""
+    app = create_app(settings or make_settings(), **create_kwargs)
+    async with LifespanManager(app, startup_timeout=300, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://router.test", timeout=120
+        ) as client:
+            if ready:
+                await wait_ready(client)
+            yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) -> Iterator[str]:
+    """A real ``llm-router serve`` process on loopback; yields its base URL."""
+    port = free_port()
+    full_env = {**os.environ, "ROUTER_HOST": "127.0.0.1", "ROUTER_PORT": str(port),
+                "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited {proc.returncode}:\n{proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not become ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def png_bytes(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(width: int = 512, height: int = 512) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.radial_gradient("L").resize((width, height)).convert("RGB").save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid PNG header + compressed zero rows for a huge greyscale image (~400 KB)."""
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(
+            ">I", zlib.crc32(tag + body) & 0xFFFFFFFF
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def image_message(text: str, *urls: str) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts += [{"type": "image_url", "image_url": {"url": u}} for u in urls]
+    return {"role": "user", "content": parts}
