@@ -6,6 +6,7 @@ line, so a typo fails at startup instead of mis-routing traffic.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,11 @@ class IntentConfig(BaseModel):
     description: str = Field(min_length=1)
     examples: list[str] = Field(default_factory=list)
     model: str = Field(min_length=1)
+    requires: list[Literal["image", "previous_answer"]] = Field(
+        default_factory=list,
+        description="Only consider this intent when the conversation has an image / an "
+        "assistant answer before the latest user turn.",
+    )
 
 
 class AutoConfig(BaseModel):
@@ -152,15 +158,31 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
+# cross-reference errors come from the model validator (loc is empty) and start with
+# the key they are about, e.g. "intents[0].model: ..."; recover that key for its line
+_KEY_PREFIX = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*): ")
+
+
+def _key_loc(key: str) -> tuple[Any, ...]:
+    loc: list[Any] = []
+    for name, index in re.findall(r"([A-Za-z_]\w*)(?:\[(\d+)\])?", key):
+        loc.append(name)
+        if index:
+            loc.append(int(index))
+    return tuple(loc)
+
+
 def _format_errors(text: str, exc: ValidationError, path: Path) -> str:
     lines = []
     for err in exc.errors()[:10]:
         loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc and (match := _KEY_PREFIX.match(msg)):
+            loc, msg = _key_loc(match.group(1)), msg[match.end() :]
         key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
         key = key.replace(".[", "[") or "(top level)"
         line = _line_of(text, loc)
         where = f" (line {line})" if line else ""
-        msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"  {key}{where}: {msg}")
     return f"invalid routing config {path}:\n" + "\n".join(lines)
 

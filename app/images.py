@@ -73,7 +73,14 @@ def open_image(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
             if max(img.size) > DECODE_MAX_SIDE:
                 img.thumbnail((DECODE_MAX_SIDE, DECODE_MAX_SIDE), Image.Resampling.BILINEAR)
             return img.convert("RGB") if img.mode != "RGB" else img
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own bomb guard fires in open(), before our pixel check can run
+        raise BadRequestError(
+            f"image has too many pixels; the limit is {limits.max_image_pixels} pixels",
+            param=param,
+            code="image_too_large",
+        ) from None
+    except UnidentifiedImageError:
         raise BadRequestError("data is not a supported image", param=param) from None
     except (OSError, SyntaxError, ValueError, EOFError):  # truncated or corrupt data
         raise BadRequestError("image data is corrupt or truncated", param=param) from None

@@ -32,7 +32,7 @@ class IntentSettings(BaseModel):
     )
     device: str = Field("cpu", description="Embedding backend: torch device (cpu, cuda).")
     threshold: float = Field(
-        0.35, ge=-1.0, le=1.0, description="Embedding backend: similarity below which the "
+        0.1, ge=-1.0, le=1.0, description="Embedding backend: similarity below which the "
         "conversation is routed to 'other'."
     )
     window_turns: int = Field(
@@ -171,6 +171,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _default_config(cls, value: object) -> object:
+        return DEFAULT_CONFIG if value is None or value == "" else value
 
     @field_validator("strategy")
     @classmethod
