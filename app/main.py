@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -57,6 +59,16 @@ def _backend_label(settings: Settings) -> str:
     return "custom"
 
 
+def _set_torch_threads(requested: int) -> None:
+    """Bound torch's thread pool when the strategy uses torch (its default, one thread
+    per core, fights the event loop for CPU and gives long latency tails)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    threads = requested or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+
+
 async def _start_strategy(
     state: RouterState, on_fatal: Callable[[str], None] | None
 ) -> None:
@@ -67,6 +79,7 @@ async def _start_strategy(
         strategy = create_strategy(state.settings.strategy, context)
         state.strategy = strategy
         await strategy.start()
+        _set_torch_threads(state.settings.torch_threads)
     except Exception as exc:  # any load failure stops the service with a clear message
         state.start_error = f"{type(exc).__name__}: {exc}"
         log.error("strategy_start_failed", strategy=state.settings.strategy, error=str(exc))

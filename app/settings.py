@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     log_prompts: bool = Field(
         False, description="Log prompt text in decision events (user data: off by default)."
     )
+    torch_threads: int = Field(
+        0, ge=0, description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
+        "least 1, leaving a core for HTTP).",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted bearer tokens, comma separated (empty = no auth).",
