@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from app.cli_learned import add_quality_eval_args, add_train_parser
 from app.config import ConfigError, RoutingConfig, load_routing_config
 from app.settings import Settings
 from strategies.registry import UnknownStrategyError
@@ -103,6 +104,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = list(read_jsonl(Path(args.data)))
     if not rows:
         return fail(f"{args.data} has no rows")
+    if "scores" in rows[0]:  # quality/cost data (auto router): see app/cli_learned.py
+        from app.cli_learned import run_quality_eval
+
+        return run_quality_eval(args, settings, config, rows)
     if "intent" not in rows[0]:
         return fail(f"{args.data}: rows need an 'intent' label (or 'scores' for auto data)")
     report = asyncio.run(evaluate_intents(rows, settings, config))
@@ -144,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("data", help="JSONL: messages + intent (intent data)")
     p.add_argument("--out", help="write the JSON report here")
+    add_quality_eval_args(p)
     p.set_defaults(func=cmd_eval)
+    add_train_parser(sub)
     return parser
 
 

@@ -99,12 +99,22 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--soft-labels", action="store_true", help="scores as soft BCE targets")
     p.add_argument("--label-threshold", type=float, default=0.5)
-    p.add_argument("--budgets", type=floats, default=floats(DEFAULT_BUDGETS),
-                   help="cost-per-1k budgets for which to pick cost_weight on validation")
-    p.add_argument("--cache-dir", default="~/.cache/llm-router/embeddings",
-                   help="embedding cache ('' disables)")
-    p.add_argument("--write-config", action="store_true",
-                   help="also write routing.yaml (models, mean costs per 1k) in --out")
+    p.add_argument(
+        "--budgets",
+        type=floats,
+        default=floats(DEFAULT_BUDGETS),
+        help="cost-per-1k budgets for which to pick cost_weight on validation",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default="~/.cache/llm-router/embeddings",
+        help="embedding cache ('' disables)",
+    )
+    p.add_argument(
+        "--write-config",
+        action="store_true",
+        help="also write routing.yaml (models, mean costs per 1k) in --out",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
     return p
@@ -124,12 +134,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     convs = conversations(rows, load_settings())
     job = TrainJob.from_args(args, models, data_path=path, data_sha256=file_sha256(path))
     report = run_training(job, convs, scores, costs)
-    print(f"artifact written to {args.out}: val loss {report['metrics']['val_loss']:.4f}, "
-          f"best epoch {report['metrics']['best_epoch']}, mean val AUC "
-          f"{report['metrics'].get('val_mean_auc')}")
+    print(
+        f"artifact written to {args.out}: val loss {report['metrics']['val_loss']:.4f}, "
+        f"best epoch {report['metrics']['best_epoch']}, mean val AUC "
+        f"{report['metrics'].get('val_mean_auc')}"
+    )
     for budget, rec in report.get("recommended", {}).get("by_budget", {}).items():
-        print(f"  budget {budget}/1k: cost_weight {rec['cost_weight']:.4g} -> val quality "
-              f"{rec['quality']:.3f} at {rec['cost_per_1k']:.3f}/1k")
+        print(
+            f"  budget {budget}/1k: cost_weight {rec['cost_weight']:.4g} -> val quality "
+            f"{rec['quality']:.3f} at {rec['cost_per_1k']:.3f}/1k"
+        )
     return 0
 
 
@@ -138,11 +152,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_quality_eval_args(p: argparse.ArgumentParser) -> None:
     """Options of ``eval`` that only quality/cost data uses."""
-    p.add_argument("--policy", choices=["threshold_cost", "utility"],
-                   help="override auto.policy (quality data)")
+    p.add_argument(
+        "--policy",
+        choices=["threshold_cost", "utility"],
+        help="override auto.policy (quality data)",
+    )
     p.add_argument("--cost-weight", type=float, help="override auto.cost_weight")
-    p.add_argument("--budgets", type=floats, default=floats(DEFAULT_BUDGETS),
-                   help="cost-per-1k budgets for best-under-budget points (quality data)")
+    p.add_argument(
+        "--budgets",
+        type=floats,
+        default=floats(DEFAULT_BUDGETS),
+        help="cost-per-1k budgets for best-under-budget points (quality data)",
+    )
     p.add_argument("--plot", help="PNG plot path (default: --out with .png)")
 
 
@@ -150,27 +171,37 @@ def run_quality_eval(
     args: argparse.Namespace, settings: Settings, config: RoutingConfig, rows: list[dict[str, Any]]
 ) -> int:
     """Replay quality/cost rows through the configured strategy; print and write the report."""
+    from app.quality_eval import replay_quality
     from models.eval_report import plot_report
-    from models.train_run import replay_quality
 
     auto = config.auto.model_copy(
-        update={k: v for k, v in (("policy", getattr(args, "policy", None)),
-                                  ("cost_weight", getattr(args, "cost_weight", None)))
-                if v is not None}
+        update={
+            k: v
+            for k, v in (
+                ("policy", getattr(args, "policy", None)),
+                ("cost_weight", getattr(args, "cost_weight", None)),
+            )
+            if v is not None
+        }
     )
     config = config.model_copy(update={"auto": auto})
     budgets = getattr(args, "budgets", floats(DEFAULT_BUDGETS))
-    report = replay_quality(rows, conversations(rows, settings), settings, config, budgets,
-                            str(args.data))
+    report = replay_quality(
+        rows, conversations(rows, settings), settings, config, budgets, str(args.data)
+    )
     pol, base = report["policy"], report["baselines"]
     best = base["single"][base["best"]]
-    print(f"{report['examples']} prompts, strategy {settings.strategy}, policy "
-          f"{pol['name']} (cost_weight {pol['cost_weight']}): quality {pol['quality']:.4f} "
-          f"at {pol['cost_per_1k']:.4f}/1k; best single {base['best']} {best['quality']:.4f} "
-          f"at {best['cost_per_1k']:.4f}/1k; oracle {base['oracle']['quality']:.4f}")
-    print(f"APGR {report['apgr']}, CPT {report['cpt']}, cost to match best "
-          f"{report['cost_to_match_best']}; latency p50 {report['latency']['p50_ms']} ms, "
-          f"p95 {report['latency']['p95_ms']} ms")
+    print(
+        f"{report['examples']} prompts, strategy {settings.strategy}, policy "
+        f"{pol['name']} (cost_weight {pol['cost_weight']}): quality {pol['quality']:.4f} "
+        f"at {pol['cost_per_1k']:.4f}/1k; best single {base['best']} {best['quality']:.4f} "
+        f"at {best['cost_per_1k']:.4f}/1k; oracle {base['oracle']['quality']:.4f}"
+    )
+    print(
+        f"APGR {report['apgr']}, CPT {report['cpt']}, cost to match best "
+        f"{report['cost_to_match_best']}; latency p50 {report['latency']['p50_ms']} ms, "
+        f"p95 {report['latency']['p95_ms']} ms"
+    )
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         plot = getattr(args, "plot", None) or str(Path(args.out).with_suffix(".png"))

@@ -143,19 +143,23 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
         node = yaml.compose(text)
     except yaml.YAMLError:
         return None
+    if node is None:
+        return None
+    mark = node.start_mark  # a mapping entry's line is its key's (`intent:`), not its value's
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if getattr(k, "value", None) == part]
+            match = [(k, v) for k, v in node.value if getattr(k, "value", None) == part]
             if not match:
                 break
-            node = match[0]
+            mark, node = match[0][0].start_mark, match[0][1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
                 break
             node = node.value[part]
+            mark = node.start_mark
         else:
             break
-    return node.start_mark.line + 1 if node is not None else None
+    return int(mark.line) + 1
 
 
 # cross-reference errors come from the model validator (loc is empty) and start with

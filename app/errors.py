@@ -84,7 +84,7 @@ def _validation_message(errors: list[Any]) -> tuple[str, str | None]:
     for err in errors[:3]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
         # drop pydantic's union-tag segments such as 'str' or 'list[...]'
-        loc = [p for p in loc if not p.startswith(("list[", "str", "function-"))]
+        loc = [p for p in loc if p != "str" and not p.startswith(("list[", "function-"))]
         param = ".".join(loc) or None
         first_param = first_param or param
         msg = str(err.get("msg", "invalid value"))

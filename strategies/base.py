@@ -55,6 +55,16 @@ class Conversation:
     def user_turns(self) -> list[Turn]:
         return [t for t in self.turns if t.role == "user"]
 
+    def has_previous_answer(self) -> bool:
+        """Whether an assistant turn precedes the latest user turn."""
+        seen_user = False
+        for turn in reversed(self.turns):
+            if turn.role == "user":
+                seen_user = True
+            elif turn.role == "assistant" and seen_user:
+                return True
+        return False
+
     def latest_user_text(self) -> str:
         """Text of the latest user turn (the intent to classify), or '' if none."""
         for turn in reversed(self.turns):

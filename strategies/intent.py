@@ -56,6 +56,17 @@ def route_names(context: StrategyContext) -> list[str]:
     return names if OTHER_INTENT in names else [*names, OTHER_INTENT]
 
 
+def allowed_intents(context: StrategyContext, conversation: Conversation) -> list[str]:
+    """Route names whose ``requires`` hold for this conversation (``other`` always)."""
+    facts = {"image": conversation.has_images, "previous_answer": conversation.has_previous_answer()}
+    names = [
+        intent.name
+        for intent in context.config.intents
+        if all(facts[req] for req in intent.requires)
+    ]
+    return names if OTHER_INTENT in names else [*names, OTHER_INTENT]
+
+
 class IntentStrategy:
     """Route by intent."""
 

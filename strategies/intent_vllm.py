@@ -222,7 +222,7 @@ class VllmIntentClassifier:
         order = [anchor, *range(anchor + 1, len(dialog)), *range(anchor - 1, start - 1, -1)]
         room = self.conversation_budget
         picked: dict[int, tuple[list[int], str]] = {}
-        for i in order if dialog else []:
+        for i in order if dialog else ():
             turn: Turn = dialog[i]
             cost = len(self._newline) if picked else 0
             limit = room - cost if i == anchor else min(room - cost, TURN_TOKEN_CAP)

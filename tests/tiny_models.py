@@ -48,18 +48,6 @@ QWEN3_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 
-_WORDS = (
-    "the a an is are was be to of and in on for with that this it you your me my we "
-    "what how why when where who which can could would should please help explain "
-    "prove solve write code python function bug error fix wrong again try answer "
-    "image picture photo screenshot chart describe look see camera outfit hair room "
-    "hello hi hey thanks good morning joke chat bored weekend day weather music "
-    "route routes name description conversation user assistant system tool latest "
-    "intent best match other hard_question chit_chat try_again image_understanding "
-    "image_question math proof reasoning analysis plan translate summarize recipe "
-    "capital time zone number list question careful step think deep simple small talk"
-).split()
-
 
 def _corpus() -> list[str]:
     """A deterministic corpus: the router's prompt, the default routes and their examples,
@@ -70,8 +58,7 @@ def _corpus() -> list[str]:
     from strategies.intent_vllm import INSTRUCTION, QUESTION
 
     config = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    lines = [" ".join(_WORDS[i : i + 12]) for i in range(0, len(_WORDS), 6)]
-    lines += [INSTRUCTION, QUESTION, "".join(chr(c) for c in range(32, 127))]
+    lines = [INSTRUCTION, QUESTION, "".join(chr(c) for c in range(32, 127))]
     for intent in config.get("intents", []):
         lines.append(json.dumps({"name": intent["name"], "description": intent["description"]}))
         lines += [json.dumps({"role": "user", "content": ex}) for ex in intent["examples"]]
