@@ -20,6 +20,9 @@ from app.settings import Settings
 from strategies.base import IMAGE_MARKER, Conversation, Turn
 
 
+INLINE_DECODE_BYTES = 64 * 1024  # larger payloads decode in a worker thread
+
+
 @dataclass(slots=True)
 class _PendingImage:
     message: int
@@ -68,6 +71,8 @@ async def _load_images(
 
     if not raw:
         return []
+    if sum(len(data) for data in raw) <= INLINE_DECODE_BYTES:
+        return decode_all()  # a small image decodes faster than a thread hop
     return await anyio.to_thread.run_sync(decode_all)
 
 

@@ -67,8 +67,10 @@ def open_image(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
                     param=param,
                     code="image_too_large",
                 )
-            if fmt == "JPEG":
-                img.draft("RGB", (DECODE_MAX_SIDE, DECODE_MAX_SIDE))
+            if fmt == "JPEG" and max(width, height) > DECODE_MAX_SIDE:
+                # decode at the smallest DCT scale whose longer side still covers the cap
+                scale = DECODE_MAX_SIDE / max(width, height)
+                img.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
             img.load()
             if max(img.size) > DECODE_MAX_SIDE:
                 img.thumbnail((DECODE_MAX_SIDE, DECODE_MAX_SIDE), Image.Resampling.BILINEAR)
