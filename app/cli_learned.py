@@ -115,6 +115,12 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="also write routing.yaml (models, mean costs per 1k) in --out",
     )
+    p.add_argument(
+        "--vision-models",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=[],
+        help="models marked vision: true in the written routing.yaml",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
     return p

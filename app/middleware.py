@@ -23,6 +23,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMETERED = frozenset({"/metrics", "/health", "/ready"})
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -103,5 +104,6 @@ class RouterMiddleware:
     ) -> None:
         if not metered:
             return
+        method = method if method in METHODS else "other"
         self.metrics.requests.labels(endpoint, method, str(status)).inc()
         self.metrics.request_duration.labels(endpoint).observe(duration)
