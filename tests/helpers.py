@@ -28,7 +28,7 @@ FAKE = "tests.fakes:FakeStrategy"
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Settings for tests: defaults plus overrides, never read from the environment."""
+    """Settings for tests: defaults plus overrides (ROUTER_* env vars still apply)."""
     overrides.setdefault("strategy", FAKE)
     return Settings.model_validate(overrides)
 
