@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS),
-                        choices=list(WORKLOADS))
+                        help=f"{', '.join(WORKLOADS)} or conversation_<tokens>")
     parser.add_argument("--no-batching", action="store_true",
                         help="ROUTER_BATCH__MAX_SIZE=1 (to measure micro-batching's effect)")
     parser.add_argument("--name", default=None, help="results file name")

@@ -59,6 +59,13 @@ def four_images() -> list[dict[str, Any]]:
     return [{"role": "user", "content": parts}]
 
 
+LENGTHS = (250, 1000, 4000, 16000)  # approximate prompt tokens, for latency vs length
+
+
+def conversation_of_length(tokens: int) -> list[dict[str, Any]]:
+    return long_conversation(min_tokens=tokens)
+
+
 WORKLOADS = {
     "short_text": short_text,
     "long_conversation": long_conversation,
@@ -68,4 +75,9 @@ WORKLOADS = {
 
 
 def body(name: str) -> bytes:
-    return json.dumps({"model": "router", "messages": WORKLOADS[name]()}).encode()
+    """Request body for a named workload, or ``conversation_<N>`` (about N tokens)."""
+    if name.startswith("conversation_"):
+        messages = conversation_of_length(int(name.removeprefix("conversation_")))
+    else:
+        messages = WORKLOADS[name]()
+    return json.dumps({"model": "router", "messages": messages}).encode()

@@ -1,0 +1,98 @@
+"""``make bench``: every benchmark this machine can run, results in bench/results/.
+
+Runs in the main .venv; the vLLM and open_clip benchmarks run in their own
+environments when those exist (``make test`` creates them), and GPU benchmarks are
+skipped without CUDA, saying so.
+
+    python -m bench.run_all [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import bench_service
+from bench.common import ROOT, md_table, write_results
+from bench.workloads import LENGTHS, WORKLOADS
+
+VENVS = {"clip": ROOT / ".venv-clip" / "bin" / "python",
+         "vllm": ROOT / ".venv-vllm" / "bin" / "python"}
+
+
+def run_module(module: str, args: list[str], python: str | Path = sys.executable,
+               env: dict[str, str] | None = None) -> bool:
+    """Run ``python -m module args``; report and carry on when it fails."""
+    import os
+
+    started = time.perf_counter()
+    print(f"\n== {module} {' '.join(args)}", flush=True)
+    proc = subprocess.run([str(python), "-m", module, *args], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    print(f"== {module}: exit {proc.returncode} in {time.perf_counter() - started:.0f} s")
+    return proc.returncode == 0
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def service(requests: int, concurrency: list[int]) -> None:
+    """All strategies x workloads x concurrency, plus latency vs conversation length and
+    micro-batching off, merged into service.json."""
+    setups = list(bench_service.SETUPS)
+    results = bench_service.run(setups, list(WORKLOADS), concurrency, requests, True)
+    lengths = bench_service.run(setups, [f"conversation_{n}" for n in LENGTHS], [1],
+                                max(50, requests // 4), True)
+    for setup, by_workload in lengths.items():
+        results.setdefault(setup, {}).update(by_workload)
+    nobatch = bench_service.run(["intent"], ["short_text"], concurrency[1:], requests, False)
+    md = bench_service.table(results)
+    rows = []
+    for c, off in nobatch.get("intent", {}).get("short_text", {}).items():
+        on = results["intent"]["short_text"][c]
+        rows.append([c, on["throughput_rps"], off["throughput_rps"],
+                     f"{on['throughput_rps'] / off['throughput_rps']:.2f}x",
+                     on["p50_ms"], off["p50_ms"]])
+    md += "\n\nMicro-batching (intent / MiniLM, short text), on vs off in the same run:\n\n"
+    md += md_table(["concurrency", "decisions/s on", "decisions/s off", "ratio",
+                    "p50 ms on", "p50 ms off"], rows)
+    write_results("service", {"requests": requests, "results": results,
+                              "batching_off": nobatch}, md)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests per cell")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    requests = 100 if args.quick else 300
+    run_module("bench.bench_parsing", ["--repeat", "10" if args.quick else "30"])
+    service(requests, [1, 16, 64])
+    run_module("bench.plot", [])
+    if VENVS["clip"].exists():
+        run_module("bench.bench_auto", ["--quick"] if args.quick else [], VENVS["clip"])
+    else:
+        print("skipping bench_auto with open_clip: .venv-clip missing (make test creates it)")
+    if VENVS["vllm"].exists():
+        run_module("bench.bench_vllm", ["--requests", "64" if args.quick else "128"],
+                   VENVS["vllm"], {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+                                   "VLLM_CPU_KVCACHE_SPACE": "1"})
+    else:
+        print("skipping bench_vllm: .venv-vllm missing (make test creates it)")
+    run_module("bench.bench_proxy", ["--quick"] if args.quick else [])
+    if not cuda_available():
+        print("skipping GPU benchmarks: no CUDA here (run bench/gpu.sh on the GPU machine)")
+    print(f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "
+          f"results in {ROOT / 'bench' / 'results'}")
+
+
+if __name__ == "__main__":
+    main()
