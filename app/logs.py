@@ -29,6 +29,8 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger().setLevel(numeric)
+    # httpx logs every request at INFO as plain text (proxy mode: one line per upstream call)
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
 
 
 def get_logger() -> structlog.stdlib.BoundLogger:

@@ -1,0 +1,214 @@
+"""A small, real OpenAI-compatible upstream for proxy tests and benchmarks.
+
+``POST /v1/chat/completions`` answers ``"<name> says: <latest user text>"``, as JSON or as
+SSE chunks (one per word). What it does is chosen per request, first match wins:
+``server.modes[model]`` (set by tests), the ``x-upstream-mode`` header (per-model headers
+in a routing config), the body's ``mock.mode`` (the router passes unknown fields on), else
+``ok``. Modes: ``ok``; ``error:<status>`` (OpenAI error body); ``stall`` (no answer until
+the client goes away); ``stall_stream`` (first chunk, then nothing); ``die_stream`` (first
+chunk, then the connection is dropped). ``mock.delay_s`` paces stream chunks and
+``mock.repeat`` makes the answer longer. Every request and every client disconnect is
+recorded. Runs in a thread (``UpstreamServer``) or as ``python -m tests.upstream_server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class UpstreamState:
+    """What the server was asked, and what tests want it to do."""
+
+    name: str = "upstream"
+    modes: dict[str, str] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.modes.clear()
+        self.requests.clear()
+        self.cancelled.clear()
+
+
+def _latest_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+        return str(content or "")
+    return ""
+
+
+def _chunk(n: int, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    event = {
+        "id": f"chatcmpl-up-{n}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def create_upstream_app(state: UpstreamState) -> Starlette:
+    """The upstream's ASGI app, recording into ``state``."""
+
+    async def wait_gone(request: Request, model: str) -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.01)
+        state.cancelled.append(model)
+
+    async def chat(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        model = str(body.get("model"))
+        n = len(state.requests)
+        state.requests.append({"model": model, "headers": dict(request.headers), "body": body})
+        mock = body.get("mock") or {}
+        mode = (
+            state.modes.get(model)
+            or request.headers.get("x-upstream-mode")
+            or mock.get("mode", "ok")
+        )
+        headers = {"x-request-id": f"up-{n}", "x-ratelimit-remaining-requests": "99"}
+        if mode.startswith("error:"):
+            status = int(mode.split(":", 1)[1])
+            error = {
+                "message": f"{state.name} failed on purpose",
+                "type": "test_error",
+                "param": None,
+                "code": str(status),
+            }
+            return Response(orjson.dumps({"error": error}), status, headers, "application/json")
+        if mode == "stall":
+            await wait_gone(request, model)
+            return Response(status_code=499)
+        content = f"{state.name} says: {_latest_user_text(body)}"
+        content = " ".join([content] * int(mock.get("repeat", 1)))
+        if not body.get("stream"):
+            answer = {
+                "id": f"chatcmpl-up-{n}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+            return Response(orjson.dumps(answer), 200, headers, "application/json")
+        delay = float(mock.get("delay_s", 0.0))
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield _chunk(n, model, {"role": "assistant", "content": ""})
+                if mode == "stall_stream":
+                    await wait_gone(request, model)
+                    return
+                if mode == "die_stream":
+                    raise ConnectionAbortedError("upstream dropped the stream on purpose")
+                for i, word in enumerate(content.split(" ")):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    yield _chunk(n, model, {"content": word if i == 0 else " " + word})
+                yield _chunk(n, model, {}, "stop")
+                yield b"data: [DONE]\n\n"
+            except asyncio.CancelledError:  # Starlette cancels the stream when the client goes
+                state.cancelled.append(model)
+                raise
+
+        return StreamingResponse(events(), headers=headers, media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        return Response(b'{"object":"list","data":[]}', media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+
+
+class UpstreamServer:
+    """The upstream on 127.0.0.1 in a background thread; stop() and start() again to
+    simulate an upstream that dies and comes back on the same port."""
+
+    def __init__(self, name: str = "upstream", port: int = 0) -> None:
+        self.state = UpstreamState(name=name)
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> UpstreamServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_upstream_app(self.state),
+            log_level="critical",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("upstream server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> UpstreamServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the upstream in the foreground (benchmarks run it as a separate process)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--name", default="upstream")
+    args = parser.parse_args(argv)
+    app = create_upstream_app(UpstreamState(name=args.name))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
