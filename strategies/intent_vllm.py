@@ -46,6 +46,7 @@ SYSTEM_ROLES = ("system", "developer")
 TURN_TOKEN_CAP = 256  # older turns, assistant replies and tool output: enough for context
 SYSTEM_TOKEN_CAP = 128  # the application's system prompt: lowest priority, kept short
 MIN_CONVERSATION_TOKENS = 32
+MAX_CHARS_PER_TOKEN = 16  # pre-cut huge texts by characters before tokenizing them
 ELLIPSIS = "…"
 _SENTINEL = "\x00CONVERSATION\x00"
 
@@ -181,25 +182,32 @@ class VllmIntentClassifier:
         """The turn's line within ``limit`` tokens, shortened if needed (with ``…``).
 
         ``keep_end`` keeps the text's end (the latest user turn: its last words are the
-        request); otherwise the start. None when not even a stub fits.
+        request); otherwise the start. None when not even a stub fits. Text far beyond
+        the limit is cut by characters first, so a huge message costs no more to
+        tokenize than the budget it can use.
         """
-        line = _line(role, text)
-        ids = self._encode(tok, line)
-        if len(ids) <= limit:
-            return ids, line, False
-        content = self._encode(tok, text)
-        keep = len(content) - (len(ids) - limit) - 2
-        for _ in range(4):
+        max_chars = max(limit, 0) * MAX_CHARS_PER_TOKEN
+        if len(text) <= max_chars:
+            line = _line(role, text)
+            ids = self._encode(tok, line)
+            if len(ids) <= limit:
+                return ids, line, False
+            body = text
+        else:
+            body = text[-max_chars:] if keep_end else text[:max_chars]
+        content = self._encode(tok, body)
+        wrapper = len(self._encode(tok, _line(role, ELLIPSIS)))
+        keep = min(len(content), limit - wrapper)
+        for _ in range(6):
             if keep <= 0:
                 return None
-            part = tok.decode(content[-keep:] if keep_end else content[:keep])
-            part = part.strip("\ufffd")
-            short = ELLIPSIS + part if keep_end else part + ELLIPSIS
-            line = _line(role, short)
+            part = tok.decode(content[-keep:] if keep_end else content[:keep]).strip("\ufffd")
+            line = _line(role, ELLIPSIS + part if keep_end else part + ELLIPSIS)
             ids = self._encode(tok, line)
             if len(ids) <= limit:
                 return ids, line, True
-            keep -= len(ids) - limit + 1
+            # JSON escapes make a line cost more than its content: shrink in proportion
+            keep = min(keep - 1, keep * (limit - wrapper) // max(len(ids) - wrapper, 1))
         return None
 
     def _window(self, conversation: Conversation) -> tuple[list[tuple[list[int], str]], bool]:
