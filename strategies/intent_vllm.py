@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from app.config import OTHER_INTENT
 from models.vllm_engine import ChoiceOutput, EngineStartupError
-from strategies.intent import IntentResult, route_names
+from strategies.intent import IntentResult, allowed_intents, route_names
 
 if TYPE_CHECKING:
     from app.settings import IntentSettings
@@ -280,8 +280,12 @@ class VllmIntentClassifier:
         if self._engine is None:
             raise RuntimeError("vLLM intent classifier is not started")
         prompt = self.build_prompt(conversation)
+        # routes whose `requires` fail (e.g. try_again with no earlier answer) are not
+        # offered; the prompt still lists every route so its prefix stays cacheable
+        allowed = set(allowed_intents(self._ctx, conversation))
+        choices = [c for c in self.choices if c in allowed]
         out = await self._engine.generate_choice(
-            prompt.token_ids, self.choices, f"intent-{uuid.uuid4().hex}", self.max_tokens
+            prompt.token_ids, choices, f"intent-{uuid.uuid4().hex}", self.max_tokens
         )
         detail: dict[str, Any] = {
             "prompt_tokens": out.prompt_tokens or len(prompt.token_ids),

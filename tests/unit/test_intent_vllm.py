@@ -291,6 +291,24 @@ async def test_choices_are_route_names_plus_other() -> None:
     assert engine.calls[0]["id"] != engine.calls[1]["id"]
 
 
+async def test_choices_leave_out_routes_whose_requirements_fail() -> None:
+    """Default config: try_again needs an earlier answer, image_understanding an image."""
+    engine = FakeEngine(answer="other")
+    clf = await started(make_context(load_routing_config(DEFAULT_CONFIG)), engine)
+    await clf.classify(conv(("user", "that is wrong")))
+    first = engine.calls[0]["choices"]
+    assert "try_again" not in first and "image_understanding" not in first
+    assert "hard_question" in first and "other" in first
+    img = Image.new("RGB", (4, 4))
+    with_both = Conversation(turns=(
+        Turn(role="user", text="what is this? [image]", images=(img,)),
+        Turn(role="assistant", text="a cat"),
+        Turn(role="user", text="no, look again"),
+    ))
+    await clf.classify(with_both)
+    assert {"try_again", "image_understanding"} <= set(engine.calls[1]["choices"])
+
+
 def test_parse_maps_anything_to_a_route() -> None:
     clf = VllmIntentClassifier(make_context())
     assert clf.parse(" greet ") == "greet"
