@@ -42,8 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.main import create_app
 
-    settings = load_settings(host=args.host, port=args.port, strategy=args.strategy,
-                             config=args.config)
+    settings = load_settings(
+        host=args.host, port=args.port, strategy=args.strategy, config=args.config
+    )
     fatal: list[str] = []
     holder: dict[str, uvicorn.Server] = {}
 
@@ -55,7 +56,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, on_fatal=on_fatal)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
             timeout_graceful_shutdown=10,
         )
     )
@@ -71,9 +76,7 @@ async def _route_once(settings: Settings, config: RoutingConfig, args: argparse.
     from app.images import open_image
     from strategies.base import Conversation
 
-    images = [
-        open_image(Path(p).read_bytes(), settings.limits, f"--image {p}") for p in args.image
-    ]
+    images = [open_image(Path(p).read_bytes(), settings.limits, f"--image {p}") for p in args.image]
     conversation = Conversation.from_text(args.text, images)
     async with started_strategy(settings, config) as strategy:
         return await timed_route(strategy, conversation)
@@ -85,8 +88,12 @@ def cmd_route(args: argparse.Namespace) -> int:
     decision, seconds = asyncio.run(_route_once(settings, config, args))
     if args.json:
         out = {
-            "model": decision.model, "strategy": decision.strategy, "intent": decision.intent,
-            "reason": decision.reason, "scores": decision.scores, "ranking": decision.ranking,
+            "model": decision.model,
+            "strategy": decision.strategy,
+            "intent": decision.intent,
+            "reason": decision.reason,
+            "scores": decision.scores,
+            "ranking": decision.ranking,
             "latency_ms": round(seconds * 1000, 3),
         }
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
@@ -111,12 +118,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "intent" not in rows[0]:
         return fail(f"{args.data}: rows need an 'intent' label (or 'scores' for auto data)")
     report = asyncio.run(evaluate_intents(rows, settings, config))
-    print(f"accuracy {report['accuracy']:.3f} (model {report['model_accuracy']:.3f}) on "
-          f"{report['examples']} conversations; p50 {report['latency']['p50_ms']:.1f} ms, "
-          f"p95 {report['latency']['p95_ms']:.1f} ms")
+    print(
+        f"accuracy {report['accuracy']:.3f} (model {report['model_accuracy']:.3f}) on "
+        f"{report['examples']} conversations; p50 {report['latency']['p50_ms']:.1f} ms, "
+        f"p95 {report['latency']['p95_ms']:.1f} ms"
+    )
     for label, row in report["per_intent"].items():
-        print(f"  {label:<22} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
-              f"n={row['support']}")
+        print(
+            f"  {label:<22} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+            f"n={row['support']}"
+        )
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         print(f"report written to {args.out}")
@@ -140,8 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("route", help="print the decision for one message, without a server")
     common(p)
     p.add_argument("text", help="the user message")
-    p.add_argument("--image", action="append", default=[], metavar="FILE",
-                   help="attach an image file (repeatable)")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach an image file (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
     p.set_defaults(func=cmd_route)
 

@@ -70,7 +70,7 @@ class RoutingConfig(BaseModel):
 
     models: list[ModelConfig] = Field(min_length=1)
     intents: list[IntentConfig] = Field(default_factory=list)
-    auto: AutoConfig = Field(default_factory=AutoConfig)
+    auto: AutoConfig = Field(default_factory=lambda: AutoConfig())
     fallback_model: str | None = None
     vision_fallback_model: str | None = None
     source: Path | None = Field(None, exclude=True)

@@ -19,7 +19,6 @@ from app.schemas import ChatCompletionRequest, ImagePart, Message, TextPart
 from app.settings import Settings
 from strategies.base import IMAGE_MARKER, Conversation, Turn
 
-
 INLINE_DECODE_BYTES = 64 * 1024  # larger payloads decode in a worker thread
 
 

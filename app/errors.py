@@ -139,8 +139,8 @@ EXPECTED = (
 async def _handle(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, EXPECTED):
         structlog.get_logger("llm_router").exception(
-                "request_failed", error_type=type(exc).__name__
-            )
+            "request_failed", error_type=type(exc).__name__
+        )
     return error_response(exc)
 
 

@@ -18,7 +18,13 @@ from app.conversation import normalise
 from app.metrics import RouterMetrics
 from app.schemas import ChatCompletionRequest
 from app.settings import Settings
-from strategies.base import Conversation, RouteOptions, RoutingDecision, RoutingStrategy, StrategyContext
+from strategies.base import (
+    Conversation,
+    RouteOptions,
+    RoutingDecision,
+    RoutingStrategy,
+    StrategyContext,
+)
 from strategies.registry import create_strategy
 
 

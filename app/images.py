@@ -111,7 +111,8 @@ async def check_host(host: str, port: int, param: str) -> None:
     for info in infos:
         if not _is_public(str(info[4][0])):
             raise BadRequestError(
-                "image URL points at a private or loopback address", param=param,
+                "image URL points at a private or loopback address",
+                param=param,
                 code="image_url_forbidden",
             )
 
@@ -140,9 +141,7 @@ async def fetch_image(
     try:
         async with client.stream("GET", url, timeout=fetch.timeout_s) as resp:
             if resp.status_code != 200:
-                raise BadRequestError(
-                    f"image URL answered HTTP {resp.status_code}", param=param
-                )
+                raise BadRequestError(f"image URL answered HTTP {resp.status_code}", param=param)
             chunks, size = [], 0
             async for chunk in resp.aiter_bytes():
                 size += len(chunk)

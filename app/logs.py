@@ -27,7 +27,9 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
     logging.getLogger().setLevel(numeric)
     # httpx logs every request at INFO as plain text (proxy mode: one line per upstream call)
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))

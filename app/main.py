@@ -70,9 +70,7 @@ def _set_torch_threads(requested: int) -> None:
         torch.set_num_threads(threads)
 
 
-async def _start_strategy(
-    state: RouterState, on_fatal: Callable[[str], None] | None
-) -> None:
+async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | None) -> None:
     log = get_logger()
     began = time.perf_counter()
     context = StrategyContext(settings=state.settings, config=state.config, metrics=state.metrics)
@@ -116,7 +114,9 @@ def create_app(
             __version__, settings.strategy, settings.mode, _backend_label(settings)
         ).set(1)
         state.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.proxy.timeout_s, connect=settings.proxy.connect_timeout_s),
+            timeout=httpx.Timeout(
+                settings.proxy.timeout_s, connect=settings.proxy.connect_timeout_s
+            ),
             limits=httpx.Limits(max_connections=settings.proxy.max_connections),
             follow_redirects=False,
         )

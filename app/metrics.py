@@ -71,7 +71,10 @@ class RouterMetrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "llm_router_queue_depth", "Inputs waiting for an encoder batch.", ["encoder"], registry=r
+            "llm_router_queue_depth",
+            "Inputs waiting for an encoder batch.",
+            ["encoder"],
+            registry=r,
         )
         self.rejected = Counter(
             "llm_router_rejected_total",

@@ -80,8 +80,10 @@ async def decide(
         )
     unknown = [m for m in options.exclude_models if m not in state.config.model_names]
     if unknown:
-        raise BadRequestError(f"router.exclude_models: unknown model(s) {sorted(unknown)}",
-                              param="router.exclude_models")
+        raise BadRequestError(
+            f"router.exclude_models: unknown model(s) {sorted(unknown)}",
+            param="router.exclude_models",
+        )
     start = time.perf_counter()
     decision = await state.strategy.route(conversation, options)
     state.metrics.decision_duration.labels(decision.strategy).observe(time.perf_counter() - start)
@@ -89,8 +91,11 @@ async def decide(
 
 
 def _log_decision(
-    state: RouterState, decision: RoutingDecision, conversation: Conversation,
-    latency_s: float, stream: bool,
+    state: RouterState,
+    decision: RoutingDecision,
+    conversation: Conversation,
+    latency_s: float,
+    stream: bool,
 ) -> None:
     extra = {"prompt": conversation.transcript()} if state.settings.log_prompts else {}
     get_logger().info(
@@ -169,4 +174,6 @@ async def ready(request: Request) -> Response:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
-    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -32,8 +32,11 @@ class IntentSettings(BaseModel):
     )
     device: str = Field("cpu", description="Embedding backend: torch device (cpu, cuda).")
     threshold: float = Field(
-        0.1, ge=-1.0, le=1.0, description="Embedding backend: similarity below which the "
-        "conversation is routed to 'other'."
+        0.1,
+        ge=-1.0,
+        le=1.0,
+        description="Embedding backend: similarity below which the "
+        "conversation is routed to 'other'.",
     )
     window_turns: int = Field(
         3, ge=1, le=64, description="How many recent user turns the classifier sees."
@@ -155,7 +158,9 @@ class Settings(BaseSettings):
         False, description="Log prompt text in decision events (user data: off by default)."
     )
     torch_threads: int = Field(
-        0, ge=0, description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
+        0,
+        ge=0,
+        description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
         "least 1, leaving a core for HTTP).",
     )
     api_keys: Annotated[list[str], NoDecode] = Field(

@@ -72,9 +72,15 @@ def main() -> None:
         raw = body(name)
         base_ms = asyncio.run(timed(lambda raw=raw: naive_async(raw), args.repeat))
         ours_ms = asyncio.run(timed(lambda raw=raw: ours(raw, settings), args.repeat))
-        results[name] = {"bytes": len(raw), "baseline_ms": round(base_ms, 3),
-                         "service_ms": round(ours_ms, 3), "speedup": round(base_ms / ours_ms, 2)}
-        rows.append([name, len(raw), f"{base_ms:.2f}", f"{ours_ms:.2f}", f"{base_ms / ours_ms:.2f}x"])
+        results[name] = {
+            "bytes": len(raw),
+            "baseline_ms": round(base_ms, 3),
+            "service_ms": round(ours_ms, 3),
+            "speedup": round(base_ms / ours_ms, 2),
+        }
+        rows.append(
+            [name, len(raw), f"{base_ms:.2f}", f"{ours_ms:.2f}", f"{base_ms / ours_ms:.2f}x"]
+        )
     table = md_table(["workload", "body bytes", "naive ms", "service ms", "speed-up"], rows)
     write_results("parsing", {"repeat": args.repeat, "results": results}, table)
     print(table)

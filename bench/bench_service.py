@@ -20,11 +20,17 @@ AUTO_CONFIG = ROOT / "models" / "artifacts" / "routerbench-minilm" / "routing.ya
 SETUPS: dict[str, dict[str, str]] = {
     "fake": {"ROUTER_STRATEGY": "tests.fakes:FakeStrategy"},
     "intent": {"ROUTER_STRATEGY": "intent", "ROUTER_INTENT__BACKEND": "embedding"},
-    "auto": {"ROUTER_STRATEGY": "auto", "ROUTER_AUTO__ENCODER": "minilm",
-             "ROUTER_CONFIG": str(AUTO_CONFIG)},
+    "auto": {
+        "ROUTER_STRATEGY": "auto",
+        "ROUTER_AUTO__ENCODER": "minilm",
+        "ROUTER_CONFIG": str(AUTO_CONFIG),
+    },
 }
-LABELS = {"fake": "fake (service overhead)", "intent": "intent / embedding (MiniLM)",
-          "auto": "auto / MiniLM + MLP"}
+LABELS = {
+    "fake": "fake (service overhead)",
+    "intent": "intent / embedding (MiniLM)",
+    "auto": "auto / MiniLM + MLP",
+}
 
 
 def requests_for(workload: str, requests: int) -> int:
@@ -32,8 +38,9 @@ def requests_for(workload: str, requests: int) -> int:
     return max(32, requests // 4) if "four" in workload else requests
 
 
-def run(setups: list[str], workloads: list[str], concurrency: list[int], requests: int,
-        batching: bool) -> dict[str, Any]:
+def run(
+    setups: list[str], workloads: list[str], concurrency: list[int], requests: int, batching: bool
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for setup in setups:
         env = dict(SETUPS[setup])
@@ -59,10 +66,20 @@ def table(results: dict[str, Any]) -> str:
     for setup, by_workload in results.items():
         for workload, by_c in by_workload.items():
             for c, r in by_c.items():
-                rows.append([LABELS.get(setup, setup), workload, c, r["p50_ms"], r["p95_ms"],
-                             r["p99_ms"], r["throughput_rps"]])
-    return md_table(["strategy", "workload", "concurrency", "p50 ms", "p95 ms", "p99 ms",
-                     "decisions/s"], rows)
+                rows.append(
+                    [
+                        LABELS.get(setup, setup),
+                        workload,
+                        c,
+                        r["p50_ms"],
+                        r["p95_ms"],
+                        r["p99_ms"],
+                        r["throughput_rps"],
+                    ]
+                )
+    return md_table(
+        ["strategy", "workload", "concurrency", "p50 ms", "p95 ms", "p99 ms", "decisions/s"], rows
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,18 +87,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS),
-                        help=f"{', '.join(WORKLOADS)} or conversation_<tokens>")
-    parser.add_argument("--no-batching", action="store_true",
-                        help="ROUTER_BATCH__MAX_SIZE=1 (to measure micro-batching's effect)")
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        default=list(WORKLOADS),
+        help=f"{', '.join(WORKLOADS)} or conversation_<tokens>",
+    )
+    parser.add_argument(
+        "--no-batching",
+        action="store_true",
+        help="ROUTER_BATCH__MAX_SIZE=1 (to measure micro-batching's effect)",
+    )
     parser.add_argument("--name", default=None, help="results file name")
     args = parser.parse_args(argv)
-    results = run(args.setups, args.workloads, args.concurrency, args.requests,
-                  not args.no_batching)
+    results = run(
+        args.setups, args.workloads, args.concurrency, args.requests, not args.no_batching
+    )
     name = args.name or ("service-nobatch" if args.no_batching else "service")
     md = table(results)
-    write_results(name, {"requests": args.requests, "batching": not args.no_batching,
-                         "results": results}, md)
+    write_results(
+        name, {"requests": args.requests, "batching": not args.no_batching, "results": results}, md
+    )
     print(md)
     return results
 

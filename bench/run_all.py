@@ -19,19 +19,28 @@ from bench import bench_service
 from bench.common import ROOT, md_table, write_results
 from bench.workloads import LENGTHS, WORKLOADS
 
-VENVS = {"clip": ROOT / ".venv-clip" / "bin" / "python",
-         "vllm": ROOT / ".venv-vllm" / "bin" / "python"}
+VENVS = {
+    "clip": ROOT / ".venv-clip" / "bin" / "python",
+    "vllm": ROOT / ".venv-vllm" / "bin" / "python",
+}
 
 
-def run_module(module: str, args: list[str], python: str | Path = sys.executable,
-               env: dict[str, str] | None = None) -> bool:
+def run_module(
+    module: str,
+    args: list[str],
+    python: str | Path = sys.executable,
+    env: dict[str, str] | None = None,
+) -> bool:
     """Run ``python -m module args``; report and carry on when it fails."""
     import os
 
     started = time.perf_counter()
     print(f"\n== {module} {' '.join(args)}", flush=True)
-    proc = subprocess.run([str(python), "-m", module, *args], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    proc = subprocess.run(
+        [str(python), "-m", module, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
     print(f"== {module}: exit {proc.returncode} in {time.perf_counter() - started:.0f} s")
     return proc.returncode == 0
 
@@ -49,8 +58,9 @@ def service(requests: int, concurrency: list[int]) -> None:
     micro-batching off, merged into service.json."""
     setups = list(bench_service.SETUPS)
     results = bench_service.run(setups, list(WORKLOADS), concurrency, requests, True)
-    lengths = bench_service.run(setups, [f"conversation_{n}" for n in LENGTHS], [1],
-                                max(50, requests // 4), True)
+    lengths = bench_service.run(
+        setups, [f"conversation_{n}" for n in LENGTHS], [1], max(50, requests // 4), True
+    )
     for setup, by_workload in lengths.items():
         results.setdefault(setup, {}).update(by_workload)
     nobatch = bench_service.run(["intent"], ["short_text"], concurrency[1:], requests, False)
@@ -58,14 +68,24 @@ def service(requests: int, concurrency: list[int]) -> None:
     rows = []
     for c, off in nobatch.get("intent", {}).get("short_text", {}).items():
         on = results["intent"]["short_text"][c]
-        rows.append([c, on["throughput_rps"], off["throughput_rps"],
-                     f"{on['throughput_rps'] / off['throughput_rps']:.2f}x",
-                     on["p50_ms"], off["p50_ms"]])
+        rows.append(
+            [
+                c,
+                on["throughput_rps"],
+                off["throughput_rps"],
+                f"{on['throughput_rps'] / off['throughput_rps']:.2f}x",
+                on["p50_ms"],
+                off["p50_ms"],
+            ]
+        )
     md += "\n\nMicro-batching (intent / MiniLM, short text), on vs off in the same run:\n\n"
-    md += md_table(["concurrency", "decisions/s on", "decisions/s off", "ratio",
-                    "p50 ms on", "p50 ms off"], rows)
-    write_results("service", {"requests": requests, "results": results,
-                              "batching_off": nobatch}, md)
+    md += md_table(
+        ["concurrency", "decisions/s on", "decisions/s off", "ratio", "p50 ms on", "p50 ms off"],
+        rows,
+    )
+    write_results(
+        "service", {"requests": requests, "results": results, "batching_off": nobatch}, md
+    )
 
 
 def main() -> None:
@@ -82,9 +102,12 @@ def main() -> None:
     else:
         print("skipping bench_auto with open_clip: .venv-clip missing (make test creates it)")
     if VENVS["vllm"].exists():
-        run_module("bench.bench_vllm", ["--requests", "64" if args.quick else "128"],
-                   VENVS["vllm"], {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-                                   "VLLM_CPU_KVCACHE_SPACE": "1"})
+        run_module(
+            "bench.bench_vllm",
+            ["--requests", "64" if args.quick else "128"],
+            VENVS["vllm"],
+            {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"},
+        )
     else:
         print("skipping bench_vllm: .venv-vllm missing (make test creates it)")
     proxy_args = ["--requests", str(requests)]
@@ -94,8 +117,10 @@ def main() -> None:
     run_module("bench.bench_proxy", proxy_args)
     if not cuda_available():
         print("skipping GPU benchmarks: no CUDA here (run bench/gpu.sh on the GPU machine)")
-    print(f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "
-          f"results in {ROOT / 'bench' / 'results'}")
+    print(
+        f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "
+        f"results in {ROOT / 'bench' / 'results'}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ def jpeg(width: int, height: int, seed: int = 0) -> bytes:
 
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * 255 // width), (y * 255 // height), ((x + y) * 127 // (width + height))], -1)
+    base = np.stack(
+        [(x * 255 // width), (y * 255 // height), ((x + y) * 127 // (width + height))], -1
+    )
     noisy = np.clip(base + rng.normal(0, 18, base.shape), 0, 255).astype("uint8")
     buf = io.BytesIO()
     Image.fromarray(noisy, "RGB").save(buf, format="JPEG", quality=85)
@@ -36,8 +38,10 @@ def short_text() -> list[dict[str, Any]]:
 
 def long_conversation(min_tokens: int = 4000) -> list[dict[str, Any]]:
     """Alternating turns about a codebase until ~min_tokens (about 4 characters a token)."""
-    paragraph = ("Here is the next part of the service's request handler; it parses the "
-                 "body, validates the messages, decodes images and calls the strategy. ")
+    paragraph = (
+        "Here is the next part of the service's request handler; it parses the "
+        "body, validates the messages, decodes images and calls the strategy. "
+    )
     messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a code reviewer."}]
     i = 0
     while sum(len(m["content"]) for m in messages) < min_tokens * 4:
@@ -49,8 +53,15 @@ def long_conversation(min_tokens: int = 4000) -> list[dict[str, Any]]:
 
 
 def one_image() -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"type": "text", "text": "What is in this photo?"},
-                                         _image_part(jpeg(512, 512))]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this photo?"},
+                _image_part(jpeg(512, 512)),
+            ],
+        }
+    ]
 
 
 def four_images() -> list[dict[str, Any]]:

@@ -62,9 +62,12 @@ class SentenceEncoder:
         self._model.eval()
         self._torch = torch
         self.name = "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(path).name
-        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(dim_of())
-        self.max_seq_length = int(self._model.max_seq_length)
+        dim_of = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        self.dim = int(dim_of() or 0)
+        self.max_seq_length = int(self._model.max_seq_length or 256)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts; rows are unit length."""

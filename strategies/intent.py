@@ -58,7 +58,10 @@ def route_names(context: StrategyContext) -> list[str]:
 
 def allowed_intents(context: StrategyContext, conversation: Conversation) -> list[str]:
     """Route names whose ``requires`` hold for this conversation (``other`` always)."""
-    facts = {"image": conversation.has_images, "previous_answer": conversation.has_previous_answer()}
+    facts = {
+        "image": conversation.has_images,
+        "previous_answer": conversation.has_previous_answer(),
+    }
     names = [
         intent.name
         for intent in context.config.intents
@@ -141,9 +144,8 @@ class IntentStrategy:
                 # cheapest eligible model stands in for an excluded/incapable choice
                 model = min(eligible, key=lambda m: config.model(m).cost)
                 reason = "vision_fallback" if conversation.has_images else "excluded_fallback"
-        ranking = [model] + sorted(
-            (m for m in eligible if m != model), key=lambda m: -config.model(m).cost
-        )
+        others = sorted((m for m in eligible if m != model), key=lambda m: -config.model(m).cost)
+        ranking = [model, *others]
         return RoutingDecision(
             model=model,
             strategy=self.name,

@@ -35,7 +35,9 @@ def resolve(name: str) -> type:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise UnknownStrategyError(f"ROUTER_STRATEGY '{name}': no module '{module_name}'")
+            raise UnknownStrategyError(
+                f"ROUTER_STRATEGY '{name}': no module '{module_name}'"
+            ) from None
         raise
     try:
         return getattr(module, class_name)  # type: ignore[no-any-return]

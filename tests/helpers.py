@@ -71,11 +71,20 @@ def free_port() -> int:
 def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) -> Iterator[str]:
     """A real ``llm-router serve`` process on loopback; yields its base URL."""
     port = free_port()
-    full_env = {**os.environ, "ROUTER_HOST": "127.0.0.1", "ROUTER_PORT": str(port),
-                "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {
+        **os.environ,
+        "ROUTER_HOST": "127.0.0.1",
+        "ROUTER_PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+        **(env or {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -101,7 +110,9 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
             proc.wait()
 
 
-def png_bytes(width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def png_bytes(
+    width: int = 8, height: int = 8, color: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -123,9 +134,13 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
     """A valid PNG header + compressed zero rows for a huge greyscale image (~400 KB)."""
+
     def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(
-            ">I", zlib.crc32(tag + body) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(body))
+            + tag
+            + body
+            + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)

@@ -300,11 +300,13 @@ async def test_choices_leave_out_routes_whose_requirements_fail() -> None:
     assert "try_again" not in first and "image_understanding" not in first
     assert "hard_question" in first and "other" in first
     img = Image.new("RGB", (4, 4))
-    with_both = Conversation(turns=(
-        Turn(role="user", text="what is this? [image]", images=(img,)),
-        Turn(role="assistant", text="a cat"),
-        Turn(role="user", text="no, look again"),
-    ))
+    with_both = Conversation(
+        turns=(
+            Turn(role="user", text="what is this? [image]", images=(img,)),
+            Turn(role="assistant", text="a cat"),
+            Turn(role="user", text="no, look again"),
+        )
+    )
     await clf.classify(with_both)
     assert {"try_again", "image_understanding"} <= set(engine.calls[1]["choices"])
 
