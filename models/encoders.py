@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 OPEN_CLIP_PREFIX = "open_clip:"
 MINILM = "minilm"
+# Bump when the text/image preprocessing changes: cached embeddings are keyed by it.
+PREPROCESSING_VERSION = 2
 
 
 class Encoder(Protocol):
@@ -67,8 +69,8 @@ class MiniLMEncoder:
         self.name = MINILM
         self.version = self._encoder.name
         self.dim = self._encoder.dim
-        self.max_tokens = min(max_tokens or self._encoder.max_seq_length - 2, 510)
-        self._encoder.max_seq_length = max(self._encoder.max_seq_length, self.max_tokens + 2)
+        budget = self._encoder.max_seq_length - 2  # [CLS] and [SEP]
+        self.max_tokens = min(max_tokens or budget, budget)
         self.fingerprint = weights_fingerprint(self._encoder._model)
 
     def _truncate(self, text: str) -> str:
@@ -76,7 +78,10 @@ class MiniLMEncoder:
         ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
         if len(ids) <= self.max_tokens:
             return text
-        return str(tokenizer.decode(ids[-self.max_tokens :]))
+        tail = ids[-self.max_tokens :]
+        while len(tail) > 1 and tokenizer.convert_ids_to_tokens(tail[0]).startswith("##"):
+            tail = tail[1:]  # never start inside a word: "##ing" would re-tokenize oddly
+        return str(tokenizer.decode(tail))
 
     def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
         texts = [self._truncate(conversation_text(c)) for c in conversations]

@@ -70,6 +70,9 @@ def _member(cfg: MLPConfig) -> nn.Sequential:
 class RouterMLP(nn.Module):
     """``members`` independent MLPs over standardised inputs."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, cfg: MLPConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -1,0 +1,272 @@
+"""Benchmark the auto strategy's decision latency and throughput.
+
+For each encoder (MiniLM; open_clip ViT-B-32 with random weights, which costs the same
+as the pretrained one) it measures, at the strategy level (no HTTP), decision latency
+p50/p99 and decisions/s at each concurrency, with micro-batching on (the configured
+batch size/window) and off (batch size 1), and the on/off throughput ratio. Prompts come
+from the RouterBench test split; CLIP requests carry one image when --image is given.
+
+    python -m bench.bench_auto --encoders minilm,open_clip:ViT-B-32 --requests 200
+
+Writes bench/results/auto.json and auto.md with the machine's facts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench/data/routerbench/test.jsonl"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, library versions, git commit."""
+    import os
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for name in ("torch", "open_clip", "sentence_transformers", "numpy"):
+        try:
+            versions[name] = str(__import__(name).__version__)
+        except ImportError:
+            versions[name] = "not installed"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    gpu = None
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "versions": versions,
+        "git_commit": commit or "unknown",
+        "platform": platform.platform(),
+    }
+
+
+def prompts(n: int) -> list[str]:
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line]
+    texts = [r["messages"][-1]["content"] for r in rows]
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def random_artifact(
+    encoder_name: str, pretrained: str | None, device: str, out: Path, max_tokens: int | None
+) -> Path:
+    """An untrained router artifact for the encoder (latency does not depend on training)."""
+    import torch
+
+    from models.artifact import Manifest, encoder_info, save_artifact
+    from models.encoders import build_encoder
+    from models.router_mlp import MLPConfig, RouterMLP
+
+    encoder = build_encoder(encoder_name, pretrained, device, max_tokens)
+    torch.manual_seed(0)
+    model = RouterMLP(MLPConfig(in_dim=encoder.dim, n_out=3, hidden=(256, 128)))
+    manifest = Manifest(
+        encoder=encoder_info(encoder), models=["a", "b", "c"], mlp=model.cfg.to_dict()
+    )
+    return save_artifact(out, model, manifest)
+
+
+def context(
+    encoder: str, pretrained: str | None, device: str, artifact: Path, batch: int, window_ms: float
+) -> Any:
+    from app.config import RoutingConfig
+    from app.metrics import RouterMetrics
+    from app.settings import Settings
+    from strategies.base import StrategyContext
+
+    config = RoutingConfig.model_validate(
+        {
+            "models": [
+                {"name": "a", "cost": 1.0},
+                {"name": "b", "cost": 0.5, "vision": True},
+                {"name": "c", "cost": 0.1, "vision": True},
+            ]
+        }
+    )
+    settings = Settings.model_validate(
+        {
+            "strategy": "auto",
+            "auto": {
+                "encoder": encoder,
+                "pretrained": pretrained,
+                "device": device,
+                "artifact": str(artifact),
+            },
+            "batch": {"max_size": batch, "window_ms": window_ms, "queue_size": 4096},
+        }
+    )
+    return StrategyContext(settings=settings, config=config, metrics=RouterMetrics())
+
+
+async def measure(strategy: Any, conversations: list[Any], concurrency: int) -> dict[str, Any]:
+    from strategies.base import RouteOptions
+
+    latencies: list[float] = []
+    queue = list(conversations)
+
+    async def worker() -> None:
+        while queue:
+            conv = queue.pop()
+            t0 = time.perf_counter()
+            await strategy.route(conv, RouteOptions())
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    ms = np.asarray(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "decisions_per_s": round(len(latencies) / wall, 1),
+    }
+
+
+async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from PIL import Image
+
+    from strategies.auto import AutoStrategy
+    from strategies.base import Conversation
+
+    pretrained = None
+    tokens = args.minilm_tokens if name == "minilm" else None
+    artifact = random_artifact(name, pretrained, args.device, tmp / name.replace(":", "_"), tokens)
+    image = name.startswith("open_clip") and args.image
+    img = Image.new("RGB", (640, 480), (120, 40, 200))
+    convs = [Conversation.from_text(t, [img] if image else []) for t in prompts(args.requests)]
+    result: dict[str, Any] = {"encoder": name, "with_image": bool(image), "runs": []}
+    for batching in (True, False):
+        size, window = (args.batch, args.window_ms) if batching else (1, 0.0)
+        strategy = AutoStrategy(context(name, pretrained, args.device, artifact, size, window))
+        await strategy.start()
+        try:
+            await measure(strategy, convs[: min(16, len(convs))], 4)  # warm-up
+            for c in args.concurrency:
+                run = await measure(strategy, convs, c)
+                result["runs"].append({"batching": batching, **run})
+                print(f"{name} batching={batching} {run}", flush=True)
+        finally:
+            await strategy.aclose()
+    by = {(r["batching"], r["concurrency"]): r["decisions_per_s"] for r in result["runs"]}
+    result["batching_speedup"] = {
+        str(c): round(by[(True, c)] / by[(False, c)], 2) for c in args.concurrency
+    }
+    return result
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# auto strategy: decision latency and throughput",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu']}; commit {m['git_commit']}; "
+        f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        "",
+        f"Strategy-level (no HTTP), {report['requests']} RouterBench prompts per run, "
+        f"micro-batching on = max_size {report['batch']}, window {report['window_ms']} ms; "
+        "off = batch size 1.",
+        "",
+        "| encoder | image | batching | concurrency | p50 ms | p99 ms | decisions/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for enc in report["encoders"]:
+        for r in enc["runs"]:
+            lines.append(
+                f"| {enc['encoder']} | {enc['with_image']} | {r['batching']} | "
+                f"{r['concurrency']} | {r['p50_ms']} | {r['p99_ms']} | "
+                f"{r['decisions_per_s']} |"
+            )
+    lines.append("")
+    for enc in report["encoders"]:
+        lines.append(
+            f"- {enc['encoder']}: throughput batching on/off = "
+            f"{enc['batching_speedup']} (by concurrency)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.bench_auto",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--encoders", default="minilm,open_clip:ViT-B-32")
+    p.add_argument("--requests", type=int, default=200, help="decisions per run")
+    p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
+    p.add_argument("--batch", type=int, default=32, help="micro-batch size when on")
+    p.add_argument("--window-ms", type=float, default=2.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--minilm-tokens", type=int, default=128, help="MiniLM text budget (the shipped artifact's)"
+    )
+    p.add_argument(
+        "--image",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one image per open_clip request",
+    )
+    p.add_argument("--out", default=str(ROOT / "bench/results"), help="output directory")
+    p.add_argument("--name", default="auto", help="file stem of the results")
+    args = p.parse_args(argv)
+    from models.minilm import EncoderLoadError
+
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "requests": args.requests,
+        "batch": args.batch,
+        "window_ms": args.window_ms,
+        "device": args.device,
+        "encoders": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [e for e in args.encoders.split(",") if e]:
+            try:
+                report["encoders"].append(asyncio.run(bench_encoder(name, args, Path(tmp))))
+            except (ImportError, EncoderLoadError) as exc:
+                print(f"{name}: skipped ({exc})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

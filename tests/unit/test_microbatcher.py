@@ -1,0 +1,74 @@
+"""MicroBatcher: results reach the right callers, a failing batch fails all of its callers,
+a full queue refuses at once, batches form under concurrency, work runs off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from app.metrics import RouterMetrics
+from models.batching import BatcherClosedError, MicroBatcher, QueueFullError
+
+
+async def test_each_caller_gets_its_own_result_and_batches_form() -> None:
+    sizes: list[int] = []
+    threads: set[str] = set()
+
+    def double(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01)
+        return [2 * x for x in items]
+
+    metrics = RouterMetrics()
+    batcher = MicroBatcher(double, name="t", max_batch_size=8, window_s=0.005, metrics=metrics)
+    try:
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+    finally:
+        await batcher.aclose()
+    assert results == [2 * i for i in range(20)]
+    assert max(sizes) > 1 and max(sizes) <= 8 and sum(sizes) == 20
+    assert threading.current_thread().name not in threads  # never on the event loop thread
+    count = metrics.registry.get_sample_value("llm_router_batch_size_count", {"encoder": "t"})
+    assert count == len(sizes)
+
+
+async def test_an_error_fails_every_caller_of_that_batch_only() -> None:
+    def fn(items: list[int]) -> list[int]:
+        if -1 in items:
+            raise RuntimeError("boom")
+        return items
+
+    batcher = MicroBatcher(fn, name="t", max_batch_size=4, window_s=0.05)
+    try:
+        results = await asyncio.gather(
+            *(batcher.submit(x) for x in (1, -1, 2)), return_exceptions=True
+        )
+        assert all(isinstance(r, RuntimeError) and str(r) == "boom" for r in results)
+        assert await batcher.submit(5) == 5  # the worker survives a failed batch
+    finally:
+        await batcher.aclose()
+
+
+async def test_full_queue_refuses_immediately() -> None:
+    release = threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        release.wait(5)
+        return items
+
+    batcher = MicroBatcher(slow, name="t", max_batch_size=1, window_s=0.0, queue_size=2)
+    tasks = [asyncio.create_task(batcher.submit(0))]
+    await asyncio.sleep(0.05)  # item 0 is in the worker
+    tasks += [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)  # two waiting: the queue is full
+    with pytest.raises(QueueFullError, match="queue is full"):
+        await batcher.submit(99)
+    release.set()
+    assert await asyncio.gather(*tasks) == [0, 1, 2]
+    await batcher.aclose()
+    with pytest.raises(BatcherClosedError):
+        await batcher.submit(1)
