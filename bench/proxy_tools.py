@@ -1,65 +1,22 @@
-"""Tools for bench/bench_proxy.py: server processes (upstream, router, LiteLLM) with their
-pids, per-process CPU time from /proc, and a raw keep-alive HTTP/1.1 load generator that
-also times the first streamed token (little client CPU on a 2-core machine)."""
+"""Tools for bench/bench_proxy.py: the router and LiteLLM as proxies of a local upstream
+(started with bench.common's launchers), per-process CPU time from /proc, the router's
+own overhead metric and LiteLLM's version."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 
-from bench.common import ROOT, HttpTarget, free_port
+from bench.common import HttpTarget, free_port, router_server, server_process
 
 MODEL = "bench-model"
-CONTENT = re.compile(rb'"content":\s*"[^"]')
-
-
-@contextmanager
-def process(
-    cmd: list[str],
-    ready_url: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 180.0,
-    log: Path | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A server subprocess, up once ``ready_url`` answers 200; stopped on exit."""
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text()[-1500:] if log else ""
-                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}: {tail}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{cmd[0]} not ready after {timeout:.0f} s")
-            time.sleep(0.25)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if log:
-            out.close()  # type: ignore[union-attr]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -84,52 +41,8 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-async def _worker(target: HttpTarget, body: bytes, n: int, stream: bool, out: list[float]) -> None:
-    """``n`` requests on one keep-alive connection; records latency (or time to first token)."""
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    head = (
-        f"POST {target.path} HTTP/1.1\r\nHost: {target.host}\r\nContent-Type: "
-        f"application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    try:
-        for _ in range(n):
-            start = time.perf_counter()
-            first: float | None = None
-            writer.write(head + body)
-            status = await reader.readline()
-            length, chunked = 0, False
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-                elif name.lower() == "transfer-encoding" and "chunked" in value:
-                    chunked = True
-            seen = b""
-            if chunked:
-                while size := int((await reader.readline()).strip(), 16):
-                    seen += (await reader.readexactly(size + 2))[:-2]
-                    if first is None and CONTENT.search(seen):
-                        first = time.perf_counter()
-                await reader.readexactly(2)
-            else:
-                seen = await reader.readexactly(length)
-            if not status.startswith(b"HTTP/1.1 200") or (stream and first is None):
-                raise RuntimeError(f"bad answer from :{target.port}: {status!r} {seen[:300]!r}")
-            out.append((first if stream and first else time.perf_counter()) - start)
-    finally:
-        writer.close()
-
-
-async def load(target: HttpTarget, body: bytes, n: int, conc: int, stream: bool) -> list[float]:
-    """``n`` requests over ``conc`` connections; latencies (or times to first token)."""
-    per = [n // conc + (1 if i < n % conc else 0) for i in range(conc)]
-    out: list[float] = []
-    await asyncio.gather(*(_worker(target, body, k, stream, out) for k in per if k))
-    return out
-
-
 @contextmanager
-def litellm_server(exe: str, upstream: str, workdir: Path) -> Iterator[tuple[HttpTarget, int]]:
+def litellm_server(exe: str, upstream: str, workdir: Path) -> Iterator[HttpTarget]:
     port = free_port()
     config = {
         "model_list": [
@@ -165,10 +78,10 @@ def litellm_server(exe: str, upstream: str, workdir: Path) -> Iterator[tuple[Htt
         "--num_workers",
         "1",
     ]
-    with process(
+    with server_process(
         cmd, f"http://127.0.0.1:{port}/health/liveliness", env, log=workdir / "litellm.log"
     ) as proc:
-        yield HttpTarget("127.0.0.1", port, "/v1/chat/completions"), proc.pid
+        yield HttpTarget("127.0.0.1", port, "/v1/chat/completions", proc.pid)
 
 
 def router_overhead_mean_ms(target: HttpTarget) -> float | None:
@@ -195,21 +108,11 @@ def litellm_version(exe: str) -> str | None:
         return None
 
 
-def router_process(config: Path, workdir: Path) -> Any:
+def router_process(config: Path, workdir: Path) -> AbstractContextManager[HttpTarget]:
     """The router in proxy mode with the FakeStrategy, on a free port."""
-    port = free_port()
     env = {
-        "PYTHONPATH": str(ROOT),
-        "ROUTER_HOST": "127.0.0.1",
-        "ROUTER_PORT": str(port),
         "ROUTER_MODE": "proxy",
         "ROUTER_STRATEGY": "tests.fakes:FakeStrategy",
         "ROUTER_CONFIG": str(config),
-        "ROUTER_LOG_LEVEL": "warning",
     }
-    return port, process(
-        [sys.executable, "-m", "app"],
-        f"http://127.0.0.1:{port}/ready",
-        env,
-        log=workdir / "router.log",
-    )
+    return router_server(env, timeout=180.0, log=workdir / "router.log")
