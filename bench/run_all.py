@@ -98,7 +98,8 @@ def main() -> None:
     service(requests, [1, 16, 64])
     run_module("bench.plot", [])
     if VENVS["clip"].exists():
-        run_module("bench.bench_auto", ["--quick"] if args.quick else [], VENVS["clip"])
+        run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"],
+                   VENVS["clip"])
     else:
         print("skipping bench_auto with open_clip: .venv-clip missing (make test creates it)")
     if VENVS["vllm"].exists():
