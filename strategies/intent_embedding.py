@@ -56,7 +56,11 @@ class EmbeddingIntentClassifier:
         settings = self._ctx.settings
         loop = asyncio.get_running_loop()
         self._encoder = await loop.run_in_executor(
-            None, SentenceEncoder, settings.intent.encoder, settings.intent.device
+            None,
+            SentenceEncoder,
+            settings.intent.encoder,
+            settings.intent.device,
+            settings.intent.quantize and settings.intent.device == "cpu",
         )
         texts: list[str] = []
         owners: list[int] = []
