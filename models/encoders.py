@@ -43,6 +43,13 @@ class Encoder(Protocol):
         ...
 
 
+# Text is cut to the last max_tokens * 16 characters before tokenizing: a kept token is
+# rarely longer than 16 characters, so the token tail is the same as the whole text's
+# (words after the cut tokenize identically), and a 100k-character transcript costs no
+# more than a short one.
+MAX_CHARS_PER_TOKEN = 16
+
+
 def conversation_text(conversation: Conversation) -> str:
     """What text encoders see: the ``role: text`` transcript (images as markers)."""
     return conversation.transcript()
@@ -75,6 +82,7 @@ class MiniLMEncoder:
 
     def _truncate(self, text: str) -> str:
         tokenizer = self._encoder._model.tokenizer
+        text = text[-self.max_tokens * MAX_CHARS_PER_TOKEN :]  # never tokenize a whole book
         ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
         if len(ids) <= self.max_tokens:
             return text
@@ -135,7 +143,8 @@ class OpenClipEncoder:
             return tok([t[-4 * self.max_tokens :] for t in texts]).to(self._device)
         rows = self._torch.zeros(len(texts), self.context_length, dtype=self._torch.long)
         for i, text in enumerate(texts):
-            ids = [tok.sot_token_id, *tok.encode(text)[-self.max_tokens :], tok.eot_token_id]
+            tail = tok.encode(text[-self.max_tokens * MAX_CHARS_PER_TOKEN :])[-self.max_tokens :]
+            ids = [tok.sot_token_id, *tail, tok.eot_token_id]
             rows[i, : len(ids)] = self._torch.tensor(ids)
         return rows.to(self._device)
 

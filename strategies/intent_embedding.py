@@ -22,13 +22,14 @@ TURN_WEIGHTS = (1.0, 0.35, 0.15, 0.08)  # newest first; later turns share the la
 TOP_K = 3  # an intent's score: mean of its k most similar references (chosen by
 # leave-one-out on the default config's examples: k=1 0.79, k=2 0.82, k=3 0.83, k=5 0.82)
 HEAD_CHARS, TAIL_CHARS = 300, 700  # long turns: keep the opening and the end
+CONTEXT_CHARS = 240  # older turns are context: their last few sentences are enough
 
 
-def clip_text(text: str) -> str:
+def clip_text(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
     """Keep the start (the instruction) and the end (the question) of a long turn."""
-    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+    if len(text) <= head + tail:
         return text
-    return f"{text[:HEAD_CHARS]} ... {text[-TAIL_CHARS:]}"
+    return f"{text[:head]} ... {text[-tail:]}" if head else text[-tail:]
 
 
 def turn_weights(n: int) -> np.ndarray:
@@ -97,7 +98,8 @@ class EmbeddingIntentClassifier:
         if not texts:
             texts = [conversation.transcript(max_chars=HEAD_CHARS + TAIL_CHARS) or "[empty]"]
         start = asyncio.get_running_loop().time()
-        vectors = await asyncio.gather(*(self._batcher.submit(clip_text(t)) for t in texts))
+        clipped = [clip_text(texts[0])] + [clip_text(t, 0, CONTEXT_CHARS) for t in texts[1:]]
+        vectors = await asyncio.gather(*(self._batcher.submit(t) for t in clipped))
         self._ctx.metrics.stage_duration.labels("intent", "encode").observe(
             asyncio.get_running_loop().time() - start
         )
