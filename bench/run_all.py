@@ -151,7 +151,10 @@ def main() -> None:
         proxy_args.append("--no-litellm")
     run_module("bench.bench_proxy", proxy_args)
     if not cuda_available():
-        print("skipping GPU benchmarks: no CUDA here (run bench/gpu.sh on the GPU machine)")
+        print(
+            "skipping GPU benchmarks: no CUDA here (on a GPU machine: python -m "
+            "bench.bench_vllm --arch qwen3-1.7b; python -m bench.bench_auto --device cuda)"
+        )
     print(
         f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "
         f"results in {ROOT / 'bench' / 'results'}"
