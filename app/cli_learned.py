@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from models.embed_cache import DEFAULT_CACHE_DIR
+
 if TYPE_CHECKING:
     from app.config import RoutingConfig
     from app.settings import Settings
@@ -107,7 +109,7 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cache-dir",
-        default="~/.cache/llm-router/embeddings",
+        default=str(DEFAULT_CACHE_DIR),
         help="embedding cache ('' disables)",
     )
     p.add_argument(
@@ -180,20 +182,11 @@ def run_quality_eval(
     from app.quality_eval import replay_quality
     from models.eval_report import plot_report
 
-    auto = config.auto.model_copy(
-        update={
-            k: v
-            for k, v in (
-                ("policy", getattr(args, "policy", None)),
-                ("cost_weight", getattr(args, "cost_weight", None)),
-            )
-            if v is not None
-        }
-    )
+    overrides = {"policy": args.policy, "cost_weight": args.cost_weight}
+    auto = config.auto.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     config = config.model_copy(update={"auto": auto})
-    budgets = getattr(args, "budgets", floats(DEFAULT_BUDGETS))
     report = replay_quality(
-        rows, conversations(rows, settings), settings, config, budgets, str(args.data)
+        rows, conversations(rows, settings), settings, config, args.budgets, str(args.data)
     )
     pol, base = report["policy"], report["baselines"]
     best = base["single"][base["best"]]
@@ -210,7 +203,7 @@ def run_quality_eval(
     )
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        plot = getattr(args, "plot", None) or str(Path(args.out).with_suffix(".png"))
+        plot = args.plot or str(Path(args.out).with_suffix(".png"))
         plot_report(report, plot)
         print(f"report written to {args.out}, plot to {plot}")
     return 0

@@ -18,6 +18,7 @@ from app.conversation import normalise
 from app.metrics import RouterMetrics
 from app.schemas import ChatCompletionRequest
 from app.settings import Settings
+from models.eval_report import latency_percentiles
 from strategies.base import (
     Conversation,
     RouteOptions,
@@ -70,15 +71,9 @@ async def timed_route(
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
-    if not latencies:
-        return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0}
-    arr = np.asarray(latencies) * 1000.0
-    return {
-        "p50_ms": round(float(np.percentile(arr, 50)), 3),
-        "p95_ms": round(float(np.percentile(arr, 95)), 3),
-        "p99_ms": round(float(np.percentile(arr, 99)), 3),
-        "mean_ms": round(float(arr.mean()), 3),
-    }
+    """The quality report's latency percentiles plus the mean, in milliseconds."""
+    mean = float((np.asarray(latencies) * 1000.0).mean()) if latencies else 0.0
+    return {**latency_percentiles(latencies), "mean_ms": round(mean, 3)}
 
 
 def intent_report(

@@ -132,6 +132,7 @@ class Proxy:
     async def forward(
         self,
         request: Request,
+        body: dict[str, Any],
         req: ChatCompletionRequest,
         conversation: Conversation,
         decision: RoutingDecision,
@@ -139,13 +140,14 @@ class Proxy:
     ) -> Response:
         """Call the decision's candidates in order; answer with the first usable response.
 
-        ``decision_s`` (routing time) is measured by the caller and is not proxy overhead."""
+        ``body`` is the request's parsed JSON (changed in place: ``router`` removed,
+        ``model`` set per attempt). ``decision_s`` (routing time) is measured by the
+        caller and is not proxy overhead."""
         began = time.perf_counter()
         route_headers = {"x-router-strategy": decision.strategy}
         if decision.intent:
             route_headers["x-router-intent"] = decision.intent
         candidates = self._candidates(req, conversation, decision)
-        body = orjson.loads(await request.body())
         body.pop("router", None)
         headers = {"content-type": "application/json", "x-request-id": _request_id(request)}
         headers["accept-encoding"] = request.headers.get("accept-encoding", "identity")

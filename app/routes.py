@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -49,7 +49,8 @@ def check_api_key(request: Request) -> None:
         raise UnauthorizedError("missing or invalid API key (Authorization: Bearer <key>)")
 
 
-async def parse_request(request: Request) -> ChatCompletionRequest:
+async def parse_request(request: Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
+    """The body as parsed JSON (what proxy mode forwards) and as a validated request."""
     body = await request.body()
     try:
         data = orjson.loads(body)
@@ -57,7 +58,7 @@ async def parse_request(request: Request) -> ChatCompletionRequest:
         raise BadRequestError("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequestError("request body must be a JSON object", code="invalid_json")
-    return ChatCompletionRequest.model_validate(data)
+    return data, ChatCompletionRequest.model_validate(data)
 
 
 async def decide(
@@ -120,7 +121,7 @@ async def chat_completions(request: Request) -> Response:
     state = _state(request)
     check_api_key(request)
     began = time.perf_counter()
-    req = await parse_request(request)
+    body, req = await parse_request(request)
     if not state.ready:
         raise NotReadyError("the router is still loading; retry shortly")
     if state.active >= state.settings.limits.max_concurrency:
@@ -138,7 +139,7 @@ async def chat_completions(request: Request) -> Response:
     ).inc()
     _log_decision(state, decision, conversation, latency, req.stream)
     if state.proxy is not None:
-        return await state.proxy.forward(request, req, conversation, decision, latency)  # type: ignore[no-any-return]
+        return await state.proxy.forward(request, body, req, conversation, decision, latency)  # type: ignore[no-any-return]
     if req.stream:
         return StreamingResponse(
             recommendation_stream(decision, latency), media_type="text/event-stream"

@@ -160,19 +160,14 @@ class OpenClipEncoder:
             texts = [conversation_text(c) for c in conversations]
             text = self._normalise(self._model.encode_text(self._tokens(texts)).float())
             out[:, : self.embed_dim] = text.cpu().numpy()
-            owners = [i for i, c in enumerate(conversations) for _ in c.images]
-            if owners:
-                pixels = torch.stack(
-                    [
-                        self._preprocess(img.convert("RGB"))
-                        for c in conversations
-                        for img in c.images
-                    ]
-                ).to(self._device)
-                image = self._normalise(self._model.encode_image(pixels).float()).cpu().numpy()
-                for row in set(owners):
-                    mask = np.array(owners) == row
-                    out[row, self.embed_dim :] = image[mask].mean(axis=0)
+            owned = [(i, img) for i, c in enumerate(conversations) for img in c.images]
+            if owned:
+                pixels = torch.stack([self._preprocess(img.convert("RGB")) for _, img in owned])
+                image = self._model.encode_image(pixels.to(self._device)).float()
+                image = self._normalise(image).cpu().numpy()
+                owners = np.array([i for i, _ in owned])
+                for row in np.unique(owners):
+                    out[row, self.embed_dim :] = image[owners == row].mean(axis=0)
         return out
 
 

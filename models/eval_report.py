@@ -66,7 +66,7 @@ def quality_report(
             "cheapest": base["cheapest"],
             "best": base["best"],
         },
-        "latency": _latency(latencies_s),
+        "latency": latency_percentiles(latencies_s),
     }
     points = [{"cost_weight": float("nan"), "quality": q, "cost": c}]
     if probs is not None:
@@ -106,7 +106,8 @@ def _best(points: Sequence[dict[str, float]], budget: float) -> dict[str, Any] |
     return None if p is None else _point(p["quality"], p["cost"], cost_weight=p["cost_weight"])
 
 
-def _latency(latencies_s: Sequence[float]) -> dict[str, float]:
+def latency_percentiles(latencies_s: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99 of latencies in seconds, as milliseconds (zeros when there are none)."""
     if not latencies_s:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
     arr = np.asarray(latencies_s) * 1000.0

@@ -44,6 +44,12 @@ class ChoiceOutput:
     finish_reason: str | None
 
 
+def choice_max_tokens(choices: Sequence[str]) -> int:
+    """Tokens enough for any of ``choices``: the longest in bytes plus one (even spelled
+    one byte per token, every choice fits, and the end-of-sequence token ends it)."""
+    return max(len(c.encode()) for c in choices) + 1
+
+
 def looks_like_path(model: str) -> bool:
     """True when ``model`` is meant as a local directory rather than a hub id."""
     return model.startswith(("/", "./", "../", "~")) or os.path.isdir(os.path.expanduser(model))
@@ -177,12 +183,11 @@ class VllmEngine:
     ) -> ChoiceOutput:
         """Greedy-decode one of ``choices`` for ``prompt`` (text or token ids).
 
-        ``max_tokens`` defaults to the longest choice in bytes plus one: even spelled one
-        byte per token, every choice fits, and the end-of-sequence token ends it.
+        ``max_tokens`` defaults to :func:`choice_max_tokens` of ``choices``.
         """
         from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
-        limit = max_tokens or max(len(c.encode()) for c in choices) + 1
+        limit = max_tokens or choice_max_tokens(choices)
         params = SamplingParams(
             temperature=0.0,
             max_tokens=limit,

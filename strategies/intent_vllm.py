@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.config import OTHER_INTENT
-from models.vllm_engine import ChoiceOutput, EngineStartupError
+from models.vllm_engine import ChoiceOutput, EngineStartupError, choice_max_tokens
 from strategies.intent import IntentResult, allowed_intents, route_names
 
 if TYPE_CHECKING:
@@ -113,8 +113,7 @@ class VllmIntentClassifier:
         self._settings = context.settings.intent
         self._factory = engine_factory
         self.choices = route_names(context)
-        # every choice fits even spelled one byte per token; +1 for end-of-sequence
-        self.max_tokens = max(len(c.encode()) for c in self.choices) + 1
+        self.max_tokens = choice_max_tokens(self.choices)
         self._engine: ChoiceEngine | None = None
         self._before: list[int] = []
         self._after: list[int] = []
