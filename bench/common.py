@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from models.eval_report import latency_percentiles
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -85,12 +85,10 @@ def machine_facts() -> dict[str, Any]:
 
 
 def summarize(latencies_s: list[float], wall_s: float) -> dict[str, float]:
-    arr = np.asarray(latencies_s) * 1000.0
+    """Request count, p50/p95/p99 (ms) and throughput of one load run."""
     return {
         "requests": len(latencies_s),
-        "p50_ms": round(float(np.percentile(arr, 50)), 3),
-        "p95_ms": round(float(np.percentile(arr, 95)), 3),
-        "p99_ms": round(float(np.percentile(arr, 99)), 3),
+        **latency_percentiles(latencies_s),
         "throughput_rps": round(len(latencies_s) / wall_s, 1) if wall_s > 0 else 0.0,
     }
 
