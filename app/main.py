@@ -147,6 +147,10 @@ def create_app(
     app.state.router = state
     install_error_handlers(app)
     app.include_router(router)
+    if settings.playground:
+        from app.playground import router as playground_router
+
+        app.include_router(playground_router)
     app.add_middleware(
         RouterMiddleware,  # type: ignore[arg-type]
         metrics=metrics,

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
         description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
         "least 1, leaving a core for HTTP).",
     )
+    playground: bool = Field(
+        True, description="Serve the playground page at /playground (and redirect / there)."
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted bearer tokens, comma separated (empty = no auth).",
