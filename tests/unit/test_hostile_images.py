@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from PIL import Image
 
+from app.image_fetch import is_public_address
 from app.main import create_app
 from tests.helpers import bomb_png, data_url, image_message, make_settings, png_bytes, wait_ready
-from tests.netguard import loopback_only  # noqa: F401
+from tests.netguard import Reply, image_server, loopback_only  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -34,6 +36,7 @@ RESOLVES = {
     "sixtofour.test": ["2002:c0a8:1::1"],
     "metadata.test": ["169.254.169.254"],
     "mixed.test": ["127.0.0.1", "10.0.0.1"],
+    "images.test": ["127.0.0.1"],
 }
 
 
@@ -73,8 +76,16 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("6to4", ["http://sixtofour.test/x.png"], 400, "image_url_forbidden"),
     ("metadata", ["http://metadata.test/latest/meta-data"], 400, "image_url_forbidden"),
     ("one-bad-address", ["http://mixed.test/x.png"], 400, "image_url_forbidden"),
-    ("loopback-literal", ["http://127.0.0.1:9/x.png"], 400, "image_url_forbidden"),
+    ("loopback-literal", ["http://[::1]:9/x.png"], 400, "image_url_forbidden"),
+    ("redirect-to-private", ["{server}/to-private"], 400, "image_url_forbidden"),
+    ("redirect-to-cgnat-name", ["{server}/to-cgnat"], 400, "image_url_forbidden"),
+    ("redirect-to-mapped", ["{server}/to-mapped"], 400, "image_url_forbidden"),
 ]
+REDIRECTS = {
+    "/to-private": Reply(302, headers={"Location": "http://10.0.0.1/x.png"}),
+    "/to-cgnat": Reply(302, headers={"Location": "http://cgnat.test/x.png"}),
+    "/to-mapped": Reply(307, headers={"Location": "http://[::ffff:10.0.0.1]/x.png"}),
+}
 
 
 async def stub_resolver(host: str, port: int) -> list[str]:
@@ -83,17 +94,25 @@ async def stub_resolver(host: str, port: int) -> list[str]:
     return RESOLVES[host]
 
 
+def only_loopback_server_is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Test policy: the loopback server at 127.0.0.1 stands in for a public host."""
+    return str(addr) == "127.0.0.1" or is_public_address(addr)
+
+
 @pytest.fixture
 async def client() -> Any:
     settings = make_settings(
         limits={"max_image_bytes": MAX_IMAGE_BYTES}, image_fetch={"enabled": True}
     )
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        app.state.router.images.fetcher.resolver = stub_resolver
+    async with image_server(REDIRECTS) as server, LifespanManager(app) as manager:
+        fetcher = app.state.router.images.fetcher
+        fetcher.resolver = stub_resolver
+        fetcher.is_allowed = only_loopback_server_is_public
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://router.test") as c:
             await wait_ready(c)
+            c.headers["x-test-server"] = f"http://images.test:{server.port}"
             yield c
 
 
@@ -101,6 +120,7 @@ async def client() -> Any:
 async def test_hostile_image_gets_its_error_and_the_server_stays_healthy(
     client: httpx.AsyncClient, urls: list[str], status: int, code: str
 ) -> None:
+    urls = [u.format(server=client.headers["x-test-server"]) for u in urls]
     resp = await client.post(CHAT, json={"messages": [image_message("look", *urls)]})
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
