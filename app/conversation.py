@@ -1,25 +1,22 @@
 """Normalise a validated chat request into a typed :class:`Conversation`, once, at the edge.
 
 Limits are checked before any work is spent: message count, image count (before
-decoding), image bytes and pixels. Image decoding runs in a worker thread so large
-payloads never stall the event loop.
+decoding), image bytes and pixels. Images are fetched and decoded by
+:class:`app.image_loader.ImageLoader`, off the event loop and under a memory budget.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio
-import httpx
 from PIL.Image import Image
 
 from app.errors import BadRequestError
-from app.images import decode_data_url, fetch_image, open_image
+from app.image_fetch import ImageRef
+from app.image_loader import ImageLoader
 from app.schemas import ChatCompletionRequest, ImagePart, Message, TextPart
 from app.settings import Settings
 from strategies.base import IMAGE_MARKER, Conversation, Turn
-
-INLINE_DECODE_BYTES = 64 * 1024  # larger payloads decode in a worker thread
 
 
 @dataclass(slots=True)
@@ -29,8 +26,8 @@ class _PendingImage:
     url: str
 
     @property
-    def param(self) -> str:
-        return f"messages.{self.message}.content.{self.part}.image_url"
+    def ref(self) -> ImageRef:
+        return ImageRef(self.url, f"messages.{self.message}.content.{self.part}.image_url")
 
 
 def _text_and_images(message: Message, index: int) -> tuple[list[str], list[_PendingImage]]:
@@ -50,37 +47,15 @@ def _text_and_images(message: Message, index: int) -> tuple[list[str], list[_Pen
     return pieces, images
 
 
-async def _load_images(
-    pending: list[_PendingImage], settings: Settings, client: httpx.AsyncClient | None
-) -> list[Image]:
-    limits = settings.limits
-    raw: list[bytes] = []
-    for item in pending:
-        if item.url.startswith("data:"):
-            raw.append(decode_data_url(item.url, limits, item.param))
-        elif client is None:
-            raise BadRequestError("http(s) image URLs are disabled", param=item.param)
-        else:
-            raw.append(
-                await fetch_image(item.url, client, settings.image_fetch, limits, item.param)
-            )
-
-    def decode_all() -> list[Image]:
-        return [open_image(data, limits, p.param) for data, p in zip(raw, pending, strict=True)]
-
-    if not raw:
-        return []
-    if sum(len(data) for data in raw) <= INLINE_DECODE_BYTES:
-        return decode_all()  # a small image decodes faster than a thread hop
-    return await anyio.to_thread.run_sync(decode_all)
-
-
 async def normalise(
     request: ChatCompletionRequest,
     settings: Settings,
-    client: httpx.AsyncClient | None = None,
+    loader: ImageLoader | None = None,
 ) -> Conversation:
-    """Build the Conversation a strategy routes, or raise a 4xx domain error."""
+    """Build the Conversation a strategy routes, or raise a 4xx domain error.
+
+    ``loader`` is the app's shared image pipeline; without one (CLI, evaluation) a
+    private one is made for this call."""
     limits = settings.limits
     if len(request.messages) > limits.max_messages:
         raise BadRequestError(
@@ -103,7 +78,17 @@ async def normalise(
         raise BadRequestError("messages must include a user message", param="messages")
     if not pending and not any(p.strip() for pieces in texts for p in pieces):
         raise BadRequestError("messages contain no text and no images", param="messages")
-    decoded = await _load_images(pending, settings, client)
+    refs = [p.ref for p in pending]
+    if loader is not None:
+        decoded = await loader.load(refs)
+    elif refs:
+        own = ImageLoader(settings)
+        try:
+            decoded = await own.load(refs)
+        finally:
+            await own.aclose()
+    else:
+        decoded = []
     by_message: dict[int, list[Image]] = {}
     for item, img in zip(pending, decoded, strict=True):
         by_message.setdefault(item.message, []).append(img)

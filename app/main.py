@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.config import RoutingConfig, load_routing_config
 from app.errors import install_error_handlers
+from app.image_loader import ImageLoader
 from app.logs import configure_logging, get_logger
 from app.metrics import RouterMetrics
 from app.middleware import RouterMiddleware
@@ -42,6 +43,7 @@ class RouterState:
     strategy: RoutingStrategy | None = None
     start_error: str | None = None
     http: httpx.AsyncClient | None = None
+    images: ImageLoader | None = None
     proxy: Any = None
     active: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
@@ -120,6 +122,7 @@ def create_app(
             limits=httpx.Limits(max_connections=settings.proxy.max_connections),
             follow_redirects=False,
         )
+        state.images = ImageLoader(settings)
         if settings.mode == "proxy":
             from app.proxy import Proxy
 
@@ -136,6 +139,7 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await state.strategy.aclose()
             await state.http.aclose()
+            await state.images.aclose()
 
     app = FastAPI(
         title="llm-router",

@@ -61,12 +61,31 @@ async def parse_request(request: Request) -> tuple[dict[str, Any], ChatCompletio
     return data, ChatCompletionRequest.model_validate(data)
 
 
+def _check_option_models(options: RouteOptions, known: list[str]) -> None:
+    """Per-request overrides must name configured models (a typo is an error, not a no-op)."""
+    named = [
+        ("exclude_models", sorted(options.exclude_models)),
+        ("thresholds", list(options.thresholds)),
+        ("costs", list(options.costs)),
+    ]
+    for key, names in named:
+        unknown = [m for m in names if m not in known]
+        if unknown:
+            param = f"router.{key}" if key == "exclude_models" else f"router.{key}.{unknown[0]}"
+            raise BadRequestError(
+                f"router.{key}: unknown model(s) {unknown}; configured: {known}",
+                param=param,
+                code="unknown_model",
+            )
+
+
 async def decide(
     state: RouterState, req: ChatCompletionRequest, conversation: Conversation
 ) -> RoutingDecision:
     """Manual routing when ``model`` names a configured model, else ask the strategy."""
     assert state.strategy is not None
     options = req.router.to_options() if req.router else RouteOptions()
+    _check_option_models(options, state.config.model_names)
     if not req.wants_routing():
         name = (req.model or "").strip()
         if name not in state.config.model_names:
@@ -76,14 +95,15 @@ async def decide(
                 param="model",
                 code="model_not_found",
             )
+        if conversation.has_images and not state.config.model(name).vision:
+            raise BadRequestError(
+                f"model '{name}' cannot accept images (vision: false); choose a vision "
+                "model or let the router route",
+                param="model",
+                code="model_not_eligible",
+            )
         return RoutingDecision(
             model=name, strategy=state.strategy.name, reason="manual", ranking=[name]
-        )
-    unknown = [m for m in options.exclude_models if m not in state.config.model_names]
-    if unknown:
-        raise BadRequestError(
-            f"router.exclude_models: unknown model(s) {sorted(unknown)}",
-            param="router.exclude_models",
         )
     start = time.perf_counter()
     decision = await state.strategy.route(conversation, options)
@@ -129,7 +149,7 @@ async def chat_completions(request: Request) -> Response:
         raise OverloadedError("too many requests in flight; retry shortly")
     state.active += 1
     try:
-        conversation = await normalise(req, state.settings, state.http)
+        conversation = await normalise(req, state.settings, state.images)
         decision = await decide(state, req, conversation)
     finally:
         state.active -= 1

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from strategies.base import RouteOptions, RoutingDecision
 
@@ -66,7 +66,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # OpenAI rejects "yes" / 1; so do we
     router: RouterOptionsIn | None = None
 
     def wants_routing(self) -> bool:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
@@ -110,20 +110,57 @@ class LimitSettings(BaseModel):
         10 * 1024**2, ge=1024, description="Largest encoded image, in bytes."
     )
     max_image_pixels: int = Field(
-        40_000_000, ge=1, description="Largest image, in pixels (width x height)."
+        25_000_000,
+        ge=1,
+        description="Largest image, in pixels (width x height); encoders use a few "
+        "hundred pixels a side, so 25 MP is plenty.",
+    )
+    image_decode_threads: int = Field(
+        2, ge=1, le=64, description="Worker threads that decode images (off the event loop)."
+    )
+    image_pixels_in_flight: int = Field(
+        64_000_000,
+        ge=1,
+        description="Most pixels being decoded at once across all requests (memory budget; "
+        "at least max_image_pixels).",
+    )
+    image_wait_s: float = Field(
+        5.0, gt=0.0, description="How long an image waits for the pixel budget before 429."
     )
     max_concurrency: int = Field(
         256, ge=1, description="Requests routed at once before new ones get 429."
     )
+
+    @model_validator(mode="after")
+    def _budget_fits_one_image(self) -> LimitSettings:
+        if self.image_pixels_in_flight < self.max_image_pixels:
+            raise ValueError(
+                "ROUTER_LIMITS__IMAGE_PIXELS_IN_FLIGHT must be at least "
+                "ROUTER_LIMITS__MAX_IMAGE_PIXELS (else an allowed image could never decode)"
+            )
+        return self
 
 
 class ImageFetchSettings(BaseModel):
     """Fetching http(s) image URLs (off by default: only data: URLs are accepted)."""
 
     enabled: bool = Field(False, description="Allow http(s) image URLs to be fetched.")
-    timeout_s: float = Field(5.0, gt=0.0, description="Timeout for one image fetch.")
+    timeout_s: float = Field(
+        5.0, gt=0.0, description="Total deadline for one image fetch (DNS, redirects, body)."
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0.0, description="Total deadline for all image fetches of one request."
+    )
+    max_parallel: int = Field(
+        4, ge=1, le=64, description="Image fetches of one request run at most this many at once."
+    )
+    max_redirects: int = Field(
+        3, ge=0, le=10, description="Redirects followed per fetch (each hop is re-checked)."
+    )
     allow_private: bool = Field(
-        False, description="Allow loopback/private/link-local hosts (never in production)."
+        False,
+        description="Allow non-global addresses (loopback, private, CGNAT, link-local; "
+        "tests only, never in production).",
     )
 
 

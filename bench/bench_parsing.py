@@ -21,6 +21,7 @@ import orjson
 from PIL import Image
 
 from app.conversation import normalise
+from app.image_loader import ImageLoader
 from app.images import DECODE_MAX_SIDE
 from app.schemas import ChatCompletionRequest, ImagePart
 from app.settings import Settings
@@ -42,9 +43,9 @@ def naive(raw: bytes) -> int:
     return n
 
 
-async def ours(raw: bytes, settings: Settings) -> int:
+async def ours(raw: bytes, settings: Settings, loader: ImageLoader) -> int:
     req = ChatCompletionRequest.model_validate(orjson.loads(raw))
-    return len((await normalise(req, settings)).images)
+    return len((await normalise(req, settings, loader)).images)
 
 
 async def naive_async(raw: bytes) -> int:
@@ -67,11 +68,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     settings = Settings()
+    loader = ImageLoader(settings)  # the service's shared decode pool, as in the app
     rows, results = [], {}
     for name in WORKLOADS:
         raw = body(name)
         base_ms = asyncio.run(timed(lambda raw=raw: naive_async(raw), args.repeat))
-        ours_ms = asyncio.run(timed(lambda raw=raw: ours(raw, settings), args.repeat))
+        ours_ms = asyncio.run(timed(lambda raw=raw: ours(raw, settings, loader), args.repeat))
         results[name] = {
             "bytes": len(raw),
             "baseline_ms": round(base_ms, 3),
@@ -81,6 +83,7 @@ def main() -> None:
         rows.append(
             [name, len(raw), f"{base_ms:.2f}", f"{ours_ms:.2f}", f"{base_ms / ours_ms:.2f}x"]
         )
+    asyncio.run(loader.aclose())
     table = md_table(["workload", "body bytes", "naive ms", "service ms", "speed-up"], rows)
     write_results("parsing", {"repeat": args.repeat, "results": results}, table)
     print(table)

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import app_client, bomb_png, data_url, image_message, make_settings, png_bytes
+from tests.netguard import loopback_only  # noqa: F401
 
 CHAT = "/v1/chat/completions"
 PARAM = "messages.0.content.1.image_url"
@@ -158,8 +159,11 @@ async def test_images_counted_before_decoding() -> None:
         "http://169.254.169.254/latest/meta-data",
         "http://0.0.0.0:9/cat.png",
         "http://[::ffff:127.0.0.1]:9/cat.png",
+        "http://100.64.0.1/cat.png",
+        "http://[2002:7f00:1::1]/cat.png",
     ],
 )
+@pytest.mark.usefixtures("loopback_only")
 async def test_fetching_private_addresses_is_refused(url: str) -> None:
     settings = make_settings(image_fetch={"enabled": True})
     async with app_client(settings) as client:
