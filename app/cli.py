@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from app.cli_learned import add_quality_eval_args, add_train_parser
 from app.config import ConfigError, RoutingConfig, load_routing_config
-from app.settings import Settings
+from app.settings import Settings, load_env_file
 from strategies.registry import UnknownStrategyError
 
 STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError)
@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    load_env_file()
     try:
         return int(args.func(args))
     except STARTUP_ERRORS as exc:

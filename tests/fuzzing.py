@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import schemathesis
+from schemathesis.python import asgi
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -123,7 +124,14 @@ def wait_ready(schema: Any, timeout: float = 120.0) -> None:
 def fuzz_app(app: Any, *, max_examples: int, models: list[str]) -> FuzzReport:
     """Fuzz every operation of ``app`` in both generation modes with a fixed seed."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    wait_ready(schema)
+    try:
+        wait_ready(schema)
+        return _fuzz(schema, max_examples, models)
+    finally:  # the app's lifespan (strategy, encoder) ends with the run, not the process
+        asgi.shutdown_lifespans()
+
+
+def _fuzz(schema: Any, max_examples: int, models: list[str]) -> FuzzReport:
     report = FuzzReport()
     seen: set[str] = set()
     for result in schema.get_all_operations():

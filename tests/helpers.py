@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -61,6 +63,12 @@ async def app_client(
             yield client
 
 
+@functools.cache
+def empty_dir() -> str:
+    """An empty working directory for test subprocesses, so a developer's .env is not read."""
+    return tempfile.mkdtemp(prefix="llm-router-test-")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,7 +77,8 @@ def free_port() -> int:
 
 @contextmanager
 def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) -> Iterator[str]:
-    """A real ``llm-router serve`` process on loopback; yields its base URL."""
+    """A real ``llm-router serve`` process on loopback; yields its base URL. It runs in an
+    empty directory so a developer's ``.env`` is not read."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -80,7 +89,7 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "app"],
-        cwd=ROOT,
+        cwd=empty_dir(),
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
