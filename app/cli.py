@@ -18,7 +18,6 @@ from app.settings import Settings, load_env_file
 from strategies.registry import UnknownStrategyError
 
 
-
 class UsageError(Exception):
     """A file named on the command line cannot be used (one line, exit status 2)."""
 

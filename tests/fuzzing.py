@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 import schemathesis
-from schemathesis.python import asgi
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.python import asgi
 
 from tests.helpers import data_url, jpeg_bytes, png_bytes
 
@@ -28,6 +28,7 @@ class FuzzReport:
     cases: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
 
     def summary(self) -> str:
         head = f"{self.cases} cases, statuses {dict(sorted(self.by_status.items()))}"
@@ -52,11 +53,12 @@ def _steer(body: Any, draw: Any, models: list[str]) -> None:
     if "model" in body and draw(st.booleans()):
         body["model"] = draw(st.sampled_from([None, "router", "auto", *models]))
     messages = body.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
-        if draw(st.integers(0, 3)) > 0:  # most real requests end with a user turn with text
-            messages[-1]["role"] = "user"
-            if not messages[-1].get("content"):
-                messages[-1]["content"] = draw(st.text(min_size=1, max_size=40))
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    # most real requests end with a user turn that has text
+    if isinstance(last, dict) and draw(st.integers(0, 3)) > 0:
+        last["role"] = "user"
+        if not last.get("content"):
+            last["content"] = draw(st.text(min_size=1, max_size=40))
     for message in messages if isinstance(messages, list) else []:
         content = message.get("content") if isinstance(message, dict) else None
         for part in content if isinstance(content, list) else []:
@@ -104,8 +106,8 @@ def _problem(case: Any, response: Any, models: list[str]) -> str | None:
 
 
 def _describe(case: Any, response: Any, problem: str) -> str:
-    body = case.body if case.body is not None and not isinstance(case.body, bytes) else case.body
-    text = orjson.dumps(body, default=repr).decode() if not isinstance(body, bytes) else repr(body)
+    body = case.body
+    text = repr(body) if isinstance(body, bytes) else orjson.dumps(body, default=repr).decode()
     return (
         f"{case.method} {case.path} [{problem}] body={text[:300]} "
         f"-> {response.status_code} {response.content[:200]!r}"
@@ -133,35 +135,35 @@ def fuzz_app(app: Any, *, max_examples: int, models: list[str]) -> FuzzReport:
 
 def _fuzz(schema: Any, max_examples: int, models: list[str]) -> FuzzReport:
     report = FuzzReport()
-    seen: set[str] = set()
     for result in schema.get_all_operations():
         operation = result.ok()
-        modes = [GenerationMode.POSITIVE]
+        _fuzz_operation(operation, GenerationMode.POSITIVE, max_examples, models, report)
         if operation.body:  # schema-violating inputs need something to violate
-            modes.append(GenerationMode.NEGATIVE)
-        for mode in modes:
-
-            @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
-            @settings(
-                max_examples=max_examples,
-                derandomize=True,
-                database=None,
-                deadline=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any, data: st.DataObject) -> None:
-                if mode is GenerationMode.POSITIVE:
-                    _steer(case.body, data.draw, models)
-                response = case.call()
-                report.cases += 1
-                report.by_status[response.status_code] = (
-                    report.by_status.get(response.status_code, 0) + 1
-                )
-                problem = _problem(case, response, models)
-                if problem is not None and problem not in seen:
-                    seen.add(problem)
-                    report.failures.append(_describe(case, response, problem))
-
-            run()
+            _fuzz_operation(operation, GenerationMode.NEGATIVE, max_examples, models, report)
     return report
+
+
+def _fuzz_operation(
+    operation: Any, mode: GenerationMode, max_examples: int, models: list[str], report: FuzzReport
+) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
+    @settings(
+        max_examples=max_examples,
+        derandomize=True,  # the same cases on every run
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: failures are collected
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any, data: st.DataObject) -> None:
+        if mode is GenerationMode.POSITIVE:
+            _steer(case.body, data.draw, models)
+        response = case.call()
+        report.cases += 1
+        report.by_status[response.status_code] = report.by_status.get(response.status_code, 0) + 1
+        problem = _problem(case, response, models)
+        if problem is not None and problem not in report.seen:
+            report.seen.add(problem)
+            report.failures.append(_describe(case, response, problem))
+
+    run()
