@@ -9,7 +9,7 @@ from app.main import create_app
 from tests.fuzzing import fuzz_app
 from tests.helpers import make_settings
 
-EXAMPLES_PER_MODE = 25
+EXAMPLES_PER_MODE = 20
 
 
 @pytest.mark.embedding
