@@ -143,3 +143,42 @@ async def test_hostile_request(raw: bytes, ctype: str, expected: tuple[int, str 
         assert resp.json()["choices"][0]["message"]["content"] in MODELS
     assert health.status_code == 200
     assert after.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "method,path,expected",
+    [
+        P("GET", CHAT, (405, "method_not_allowed"), id="get-chat"),
+        P("PUT", CHAT, (405, "method_not_allowed"), id="put-chat"),
+        P("DELETE", "/v1/models", (405, "method_not_allowed"), id="delete-models"),
+        P("GET", "/v1/nope", (404, "not_found"), id="unknown-path"),
+        P("GET", "/v1/chat/completions/%00", (404, "not_found"), id="null-in-path"),
+    ],
+)
+async def test_wrong_method_or_path(method: str, path: str, expected: tuple[int, str]) -> None:
+    async with app_client() as client:
+        resp = await client.request(method, path)
+    assert (resp.status_code, resp.json()["error"]["code"]) == expected
+    assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        P(b"", id="missing"),
+        P(b"Basic c2VjcmV0", id="basic-scheme"),
+        P(b"Bearer " + b"k" * 8000, id="huge-token"),
+        P(b"Bearer \xff\xfe\xc3", id="non-ascii-token"),
+        P(b"Bearer secret\x00", id="null-in-token"),
+    ],
+)
+async def test_hostile_authorization_is_401(authorization: bytes) -> None:
+    async with app_client(make_settings(api_keys=["secret"])) as client:
+        headers = {"authorization": authorization} if authorization else {}
+        resp = await client.post(CHAT, json={"messages": [user("hi")]}, headers=headers)
+        ok = await client.post(
+            CHAT, json={"messages": [user("hi")]}, headers={"authorization": "Bearer secret"}
+        )
+    assert resp.status_code == 401, resp.text
+    assert resp.json()["error"]["code"] == "invalid_api_key"
+    assert ok.status_code == 200
