@@ -13,10 +13,16 @@ from pydantic import ValidationError
 
 from app.cli_learned import add_quality_eval_args, add_train_parser
 from app.config import ConfigError, RoutingConfig, load_routing_config
-from app.settings import Settings
+from app.errors import RouterError
+from app.settings import Settings, load_env_file
 from strategies.registry import UnknownStrategyError
 
-STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError)
+
+class UsageError(Exception):
+    """A file named on the command line cannot be used (one line, exit status 2)."""
+
+
+STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError, UsageError)
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -71,12 +77,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def read_image(path: str, settings: Settings) -> Any:
+    """An image file for ``route --image``; unreadable or not an image is a UsageError."""
+    from app.images import open_image
+
+    try:
+        return open_image(read_file(path, "--image"), settings.limits, f"--image {path}")
+    except RouterError as exc:
+        raise UsageError(f"--image {path}: {exc.message}") from None
+
+
 async def _route_once(settings: Settings, config: RoutingConfig, args: argparse.Namespace) -> Any:
     from app.evaluate import started_strategy, timed_route
-    from app.images import open_image
     from strategies.base import Conversation
 
-    images = [open_image(Path(p).read_bytes(), settings.limits, f"--image {p}") for p in args.image]
+    images = [read_image(p, settings) for p in args.image]
     conversation = Conversation.from_text(args.text, images)
     async with started_strategy(settings, config) as strategy:
         return await timed_route(strategy, conversation)
@@ -108,7 +130,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings = load_settings(strategy=args.strategy, config=args.config)
     config = load_routing_config(settings.config)
-    rows = list(read_jsonl(Path(args.data)))
+    try:
+        rows = list(read_jsonl(Path(args.data)))
+    except OSError as exc:
+        raise UsageError(f"{args.data}: {exc.strerror or exc}") from None
     if not rows:
         return fail(f"{args.data} has no rows")
     if "scores" in rows[0]:  # quality/cost data (auto router): see app/cli_learned.py
@@ -173,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    load_env_file()
     try:
         return int(args.func(args))
     except STARTUP_ERRORS as exc:

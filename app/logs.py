@@ -1,15 +1,40 @@
-"""structlog setup: JSON in production, console in development, request id in every event."""
+"""structlog setup: JSON in production, console in development, request id in every event.
+
+Library loggers (uvicorn, sentence-transformers, transformers, httpx, vLLM, Python
+warnings) go through the same renderer: the root logger gets one handler whose
+structlog ``ProcessorFormatter`` renders stdlib records like structlog events, so with
+JSON logs every line a server writes is one JSON object.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
 
+#: loggers whose libraries may install their own plain-text handlers
+LIBRARY_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "transformers",
+    "sentence_transformers",
+    "httpx",
+    "httpcore",
+    "vllm",
+    "torch",
+    "py.warnings",
+)
+
+
+class _RouterHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler configure_logging installs (marked so a reconfigure replaces it)."""
+
 
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
-    """Configure structlog (and the stdlib root logger it shares output with) once."""
+    """Configure structlog and route every stdlib logger through the same renderer."""
     numeric = logging.getLevelName(level.upper())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -27,12 +52,42 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    handler = _RouterHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
     )
-    logging.getLogger().setLevel(numeric)
-    # httpx logs every request at INFO as plain text (proxy mode: one line per upstream call)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _RouterHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    logging.captureWarnings(True)
+    # vLLM installs its own plain-text handler at import unless told not to
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+    adopt_library_loggers()
+    # httpx logs every request at INFO (proxy mode: one line per upstream call)
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+
+
+def adopt_library_loggers() -> None:
+    """Send library loggers that installed their own console handler (transformers does,
+    on first use) through the root handler instead. Call again after loading models."""
+    names = [*LIBRARY_LOGGERS, *logging.root.manager.loggerDict]
+    for name in dict.fromkeys(names):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            stream = getattr(handler, "stream", None)
+            if type(handler) is logging.StreamHandler and stream in (sys.stderr, sys.stdout):
+                logger.removeHandler(handler)
+        if not logger.handlers:
+            logger.propagate = True
 
 
 def get_logger() -> structlog.stdlib.BoundLogger:

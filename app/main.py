@@ -24,7 +24,7 @@ from app import __version__
 from app.config import RoutingConfig, load_routing_config
 from app.errors import install_error_handlers
 from app.image_loader import ImageLoader
-from app.logs import configure_logging, get_logger
+from app.logs import adopt_library_loggers, configure_logging, get_logger
 from app.metrics import RouterMetrics
 from app.middleware import RouterMiddleware
 from app.routes import ENDPOINTS, router
@@ -82,11 +82,13 @@ async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | 
         state.strategy = strategy
         await strategy.start()
     except Exception as exc:  # any load failure stops the service with a clear message
+        adopt_library_loggers()
         state.start_error = f"{type(exc).__name__}: {exc}"
         log.error("strategy_start_failed", strategy=state.settings.strategy, error=str(exc))
         if on_fatal is not None:
             on_fatal(state.start_error)
         return
+    adopt_library_loggers()  # model libraries imported while loading may add handlers
     state.metrics.ready.set(1)
     log.info(
         "strategy_ready",

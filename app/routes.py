@@ -20,7 +20,13 @@ from app.errors import (
     UnauthorizedError,
 )
 from app.logs import get_logger
-from app.schemas import ChatCompletionRequest, models_list, recommendation, recommendation_stream
+from app.schemas import (
+    ChatCompletionRequest,
+    chat_request_openapi,
+    models_list,
+    recommendation,
+    recommendation_stream,
+)
 from strategies.base import Conversation, RouteOptions, RoutingDecision
 
 if TYPE_CHECKING:
@@ -134,7 +140,7 @@ def _log_decision(
     )
 
 
-@router.post(CHAT_PATHS[0])
+@router.post(CHAT_PATHS[0], openapi_extra=chat_request_openapi())
 @router.post(CHAT_PATHS[1], include_in_schema=False)
 async def chat_completions(request: Request) -> Response:
     """Route an OpenAI chat-completions request: recommend a model, or proxy to it."""

@@ -73,6 +73,36 @@ class ChatCompletionRequest(BaseModel):
         return self.model is None or self.model.strip().lower() in ROUTING_ALIASES
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace ``{"$ref": "#/$defs/X"}`` by X's schema (the request model is not recursive)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        # a discriminator mapping points into $defs; the oneOf of const-typed parts says the same
+        return {
+            k: _inline_refs(v, defs)
+            for k, v in node.items()
+            if not (k == "discriminator" and isinstance(v, dict) and "mapping" in v)
+        }
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def chat_request_openapi() -> dict[str, Any]:
+    """The chat endpoint's OpenAPI ``requestBody``: its handler reads the raw request (proxy
+    mode forwards the body as sent), so FastAPI cannot infer the schema by itself."""
+    schema = ChatCompletionRequest.model_json_schema()
+    defs = schema.pop("$defs", {})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline_refs(schema, defs)}},
+        }
+    }
+
+
 def _decision_object(decision: RoutingDecision, latency_s: float) -> dict[str, Any]:
     return {
         "strategy": decision.strategy,

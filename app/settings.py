@@ -1,7 +1,8 @@
 """Service settings from environment variables (prefix ``ROUTER_``, nested with ``__``).
 
 Every field has a description and a default that works offline. ``.env.example`` lists
-them all; ``tests/unit/test_settings.py`` keeps that file in sync with this module.
+them all; ``tests/unit/test_settings.py`` keeps that file in sync with this module. A
+``.env`` file in the working directory is read too; real environment variables win.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
+#: read from the working directory; tests switch it off (tests/conftest.py)
+ENV_FILE = ".env"
 
 
 class IntentSettings(BaseModel):
@@ -180,7 +183,11 @@ class Settings(BaseSettings):
     """All llm-router settings."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ROUTER_", env_nested_delimiter="__", env_file=None, extra="ignore"
+        env_prefix="ROUTER_",
+        env_nested_delimiter="__",
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
     )
 
     strategy: str = Field(
@@ -237,6 +244,16 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("ROUTER_STRATEGY must not be empty (valid: intent, auto)")
         return value.strip()
+
+
+def load_env_file() -> None:
+    """Export the ``.env`` file's variables that the environment does not already set, so
+    the upstream API keys the routing config names (``api_key_env``) can live there too."""
+    from dotenv import load_dotenv
+
+    path = Settings.model_config.get("env_file")
+    if isinstance(path, str | Path) and Path(path).is_file():
+        load_dotenv(path, override=False, encoding="utf-8")
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""Shared fixtures: GPU tests skip without CUDA; FakeStrategy class state is reset."""
+"""Shared fixtures: GPU tests skip without CUDA; FakeStrategy class state is reset; no .env."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read a developer's .env (tests/unit/test_dotenv.py turns it back on)."""
+    from app.settings import Settings
+
+    monkeypatch.setitem(Settings.model_config, "env_file", None)
 
 
 @pytest.fixture(autouse=True)

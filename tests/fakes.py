@@ -4,6 +4,7 @@ for benchmarking the service's own overhead (``ROUTER_STRATEGY=tests.fakes:FakeS
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from strategies.base import (
     Conversation,
@@ -26,7 +27,8 @@ class FakeStrategy:
     def __init__(self, context: StrategyContext) -> None:
         self.context = context
         self._ready = False
-        self.seen: list[Conversation] = []
+        # the last few conversations only: load tests and benchmarks send thousands
+        self.seen: deque[Conversation] = deque(maxlen=16)
 
     @property
     def ready(self) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -61,6 +63,12 @@ async def app_client(
             yield client
 
 
+@functools.cache
+def empty_dir() -> str:
+    """An empty working directory for test subprocesses, so a developer's .env is not read."""
+    return tempfile.mkdtemp(prefix="llm-router-test-")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,6 +78,17 @@ def free_port() -> int:
 @contextmanager
 def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) -> Iterator[str]:
     """A real ``llm-router serve`` process on loopback; yields its base URL."""
+    with running_server(env, timeout) as (base, _proc):
+        yield base
+
+
+@contextmanager
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 300.0, output: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``llm-router serve`` on loopback, run in an empty directory (a developer's ``.env``
+    is not read); yields its base URL and process. Output (stdout and stderr) goes to
+    ``output`` when given, which nothing has to drain, else to a pipe."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -78,11 +97,12 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
         "PYTHONPATH": str(ROOT),
         **(env or {}),
     }
+    sink = output.open("w") if output is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "app"],
-        cwd=ROOT,
+        cwd=empty_dir(),
         env=full_env,
-        stdout=subprocess.PIPE,
+        stdout=sink or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -91,7 +111,8 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited {proc.returncode}:\n{proc.stdout.read()}")  # type: ignore[union-attr]
+                text = output.read_text() if output else proc.stdout.read()  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited {proc.returncode}:\n{text}")
             try:
                 if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
                     break
@@ -100,7 +121,7 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
             if time.monotonic() > deadline:
                 raise TimeoutError("server did not become ready")
             time.sleep(0.2)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
@@ -108,6 +129,8 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if sink is not None:
+            sink.close()
 
 
 def png_bytes(

@@ -12,7 +12,7 @@ import pytest
 
 from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
-from tests.helpers import png_bytes
+from tests.helpers import empty_dir, png_bytes
 
 pytestmark = pytest.mark.embedding
 
@@ -27,7 +27,7 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     code = "import sys; from app.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        cwd=ROOT,
+        cwd=empty_dir(),
         env=env,
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import empty_dir, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60)
     full_env = {**clean, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, *args],
-        cwd=ROOT,
+        cwd=empty_dir(),
         env=full_env,
         capture_output=True,
         text=True,
