@@ -165,8 +165,13 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
-        "least 1, leaving a core for HTTP).",
+        description="Torch intra-op threads per worker for encoders (0 = usable cores - 1 "
+        "with one worker, leaving a core for HTTP; usable cores / workers with several).",
+    )
+    workers: Annotated[int, Field(ge=1, le=512)] | Literal["auto"] = Field(
+        1,
+        description="Worker processes serving one port ('auto' = usable CPU cores). Not "
+        "with the in-process vLLM backend: one process per GPU, or the remote backend.",
     )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -55,3 +55,10 @@ class FakeStrategy:
 
     async def aclose(self) -> None:
         self._ready = False
+
+
+class FailingStrategy(FakeStrategy):
+    """A strategy whose start() always fails (startup-failure tests in subprocesses)."""
+
+    async def start(self) -> None:
+        raise RuntimeError("failing on purpose")
