@@ -14,7 +14,7 @@ import httpx
 from PIL.Image import Image
 
 from app.errors import BadRequestError
-from app.images import decode_data_url, fetch_image, open_image
+from app.images import decode_data_url, device_decodes_jpeg, fetch_image, open_image
 from app.schemas import ChatCompletionRequest, ImagePart, Message, TextPart
 from app.settings import Settings
 from strategies.base import IMAGE_MARKER, Conversation, Turn
@@ -65,8 +65,13 @@ async def _load_images(
                 await fetch_image(item.url, client, settings.image_fetch, limits, item.param)
             )
 
+    preview = device_decodes_jpeg(settings)
+
     def decode_all() -> list[Image]:
-        return [open_image(data, limits, p.param) for data, p in zip(raw, pending, strict=True)]
+        return [
+            open_image(data, limits, p.param, preview=preview)
+            for data, p in zip(raw, pending, strict=True)
+        ]
 
     if not raw:
         return []

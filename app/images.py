@@ -20,7 +20,8 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import BadRequestError, PayloadTooLargeError
-from app.settings import ImageFetchSettings, LimitSettings
+from app.settings import ImageFetchSettings, LimitSettings, Settings
+from strategies.base import ENCODED_KEY, EncodedImage
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP", "BMP"})
 DECODE_MAX_SIDE = 512  # strategies see at most this; encoders resize further
@@ -46,8 +47,27 @@ def decode_data_url(url: str, limits: LimitSettings, param: str) -> bytes:
         raise BadRequestError("image data is not valid base64", param=param) from None
 
 
-def open_image(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
-    """Decode image bytes into an RGB image no larger than DECODE_MAX_SIDE."""
+def device_decodes_jpeg(settings: Settings) -> bool:
+    """Whether the strategy decodes JPEGs itself, on a CUDA device, from the original bytes
+    (the auto strategy with open_clip): the edge then only validates them, cheaply."""
+    auto = settings.auto
+    return (
+        settings.strategy == "auto"
+        and auto.device_images
+        and auto.device.startswith("cuda")
+        and auto.encoder.startswith("open_clip:")
+    )
+
+
+def open_image(
+    data: bytes, limits: LimitSettings, param: str, *, preview: bool = False
+) -> Image.Image:
+    """Decode image bytes into an RGB image no larger than DECODE_MAX_SIDE, keeping the
+    original bytes on it (``strategies.base.encoded_source``).
+
+    ``preview``: JPEGs decode at 1/8 scale, which still reads (and so validates) all of
+    the entropy-coded data for a fraction of the cost; for strategies that decode the
+    original bytes on the device (:func:`device_decodes_jpeg`)."""
     if len(data) > limits.max_image_bytes:
         raise PayloadTooLargeError(
             f"image is larger than {limits.max_image_bytes} bytes", param=param
@@ -67,14 +87,18 @@ def open_image(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
                     param=param,
                     code="image_too_large",
                 )
-            if fmt == "JPEG" and max(width, height) > DECODE_MAX_SIDE:
+            if fmt == "JPEG" and preview:
+                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            elif fmt == "JPEG" and max(width, height) > DECODE_MAX_SIDE:
                 # decode at the smallest DCT scale whose longer side still covers the cap
                 scale = DECODE_MAX_SIDE / max(width, height)
                 img.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
             img.load()
             if max(img.size) > DECODE_MAX_SIDE:
                 img.thumbnail((DECODE_MAX_SIDE, DECODE_MAX_SIDE), Image.Resampling.BILINEAR)
-            return img.convert("RGB") if img.mode != "RGB" else img
+            out = img.convert("RGB") if img.mode != "RGB" else img
+            out.info[ENCODED_KEY] = EncodedImage(fmt, data, (width, height))
+            return out
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own bomb guard fires in open(), before our pixel check can run
         raise BadRequestError(

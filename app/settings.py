@@ -83,6 +83,16 @@ class AutoSettings(BaseModel):
         None, description="open_clip pretrained tag or local checkpoint path (None = random)."
     )
     device: str = Field("cpu", description="Torch device for the encoder and MLP.")
+    autocast: Literal["off", "bf16", "fp16"] = Field(
+        "bf16",
+        description="open_clip on CUDA: run the encoders under autocast in this dtype "
+        "(ignored on CPU).",
+    )
+    device_images: bool = Field(
+        True,
+        description="open_clip on CUDA: decode JPEGs (nvJPEG), resize and normalise images "
+        "on the device; off = PIL on the CPU.",
+    )
     artifact: str | None = Field(
         None, description="Router artifact directory; overrides 'auto.artifact' in the config."
     )
