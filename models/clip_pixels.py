@@ -103,6 +103,10 @@ def decode_jpegs(sources: Sequence[EncodedImage], device: str) -> list[Any | Non
     if not sources:
         return []
     data = [torch.frombuffer(bytearray(s.data), dtype=torch.uint8) for s in sources]
+    if device.startswith("cuda"):
+        # torchvision allocates the outputs on this stream but decodes on its own without
+        # waiting for it (pytorch/vision#9606): let queued kernels finish reading first
+        torch.cuda.current_stream(device).synchronize()
     try:
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:  # one bad image fails the batch: retry one by one

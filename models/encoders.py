@@ -184,12 +184,13 @@ class OpenClipEncoder:
         out = torch.zeros((len(conversations), self.dim), device=self._device)
         if not conversations:
             return out
+        owned = [(i, img) for i, c in enumerate(conversations) for img in c.images]
         with torch.inference_mode(), self._autocast():
+            # pixels first: the device JPEG decoder wants an idle stream (clip_pixels)
+            pixels = self._pixels([img for _, img in owned]) if owned else None
             tokens = self._tokens([conversation_text(c) for c in conversations])
             out[:, : self.embed_dim] = self._normalise(self._model.encode_text(tokens).float())
-            owned = [(i, img) for i, c in enumerate(conversations) for img in c.images]
-            if owned:
-                pixels = self._pixels([img for _, img in owned])
+            if pixels is not None:
                 image = self._normalise(self._model.encode_image(pixels).float())
                 owners = torch.tensor([i for i, _ in owned], device=self._device)
                 sums = torch.zeros((len(conversations), self.embed_dim), device=self._device)
