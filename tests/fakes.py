@@ -62,3 +62,11 @@ class FailingStrategy(FakeStrategy):
 
     async def start(self) -> None:
         raise RuntimeError("failing on purpose")
+
+
+class SlowStrategy(FakeStrategy):
+    """Takes two seconds per decision (drain-on-SIGTERM tests in subprocesses)."""
+
+    async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
+        await asyncio.sleep(2.0)
+        return await super().route(conversation, options)

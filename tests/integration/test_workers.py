@@ -116,6 +116,32 @@ def test_sigterm_drains_every_worker_and_exits_zero() -> None:
             proc.wait()
 
 
+def test_sigterm_lets_in_flight_requests_finish() -> None:
+    proc, base = start({**WORKERS, "ROUTER_STRATEGY": "tests.fakes:SlowStrategy"})
+    try:
+        wait_ready(proc, base)
+
+        async def in_flight_then_sigterm() -> list[int]:
+            sending = asyncio.ensure_future(send(base, 8, 8))
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                for _ in range(100):  # until all 8 are inside their 2 s decision
+                    text = (await client.get("/metrics")).text
+                    if "llm_router_requests_in_flight 8.0" in text:
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("requests never were in flight together")
+            proc.send_signal(signal.SIGTERM)
+            return await sending
+
+        assert asyncio.run(in_flight_then_sigterm()) == [200] * 8
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_worker_failing_to_start_stops_the_server_non_zero() -> None:
     proc, _ = start({**WORKERS, "ROUTER_STRATEGY": "tests.fakes:FailingStrategy"})
     try:
