@@ -17,6 +17,8 @@ import pytest
 
 from tests.helpers import FAKE, ROOT, free_port, server_process, user
 
+pytestmark = pytest.mark.slow  # each test spawns a supervisor and two workers
+
 WORKERS = {"ROUTER_WORKERS": "2", "ROUTER_STRATEGY": FAKE, "ROUTER_TORCH_THREADS": "1"}
 BODY = {"model": "router", "messages": [user("hello there")]}
 
