@@ -15,7 +15,7 @@ from app.cli_learned import add_quality_eval_args, add_train_parser
 from app.config import ConfigError, RoutingConfig, load_routing_config
 from app.errors import RouterError
 from app.settings import Settings, load_env_file
-from strategies.registry import UnknownStrategyError
+from strategies.registry import UnknownStrategyError, resolve
 
 
 class UsageError(Exception):
@@ -47,10 +47,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.workers import check_workers, serve_workers, worker_count
 
     settings = load_settings(
         host=args.host, port=args.port, strategy=args.strategy, config=args.config
     )
+    count = worker_count(settings)
+    check_workers(settings, count)
+    if count > 1:
+        load_routing_config(settings.config)  # bad config or strategy: fail here, not in N workers
+        resolve(settings.strategy)
+        return serve_workers(settings, count)
     fatal: list[str] = []
     holder: dict[str, uvicorn.Server] = {}
 

@@ -99,6 +99,7 @@ class ImageLoader:
         self.budget = PixelBudget(self.limits.image_pixels_in_flight)
         self.fetcher = fetcher if fetcher is not None else ImageFetcher(settings)
         self._malloc_trim = _load_malloc_trim()
+        self.preview = images.device_decodes_jpeg(settings)
 
     async def aclose(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -126,10 +127,8 @@ class ImageLoader:
                 data = await self._run(partial(images.b64decode, payload, param))
         else:
             data = source
-        if len(data) <= INLINE_BYTES:
-            img = images.probe(data, limits, param)
-        else:
-            img = await self._run(partial(images.probe, data, limits, param))
+        probe = partial(images.probe, data, limits, param, preview=self.preview)
+        img = probe() if len(data) <= INLINE_BYTES else await self._run(probe)
         return await self._budgeted(images.decode_pixels(img), partial(self._finish, img, param))
 
     def _finish(self, img: Image, param: str) -> Image:

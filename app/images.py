@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import BadRequestError, PayloadTooLargeError
-from app.settings import LimitSettings
+from app.settings import LimitSettings, Settings
+from strategies.base import ENCODED_KEY, EncodedImage
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 DECODE_MAX_SIDE = 512  # strategies see at most this; encoders resize further
@@ -95,8 +96,25 @@ def _image_errors(limits: LimitSettings, param: str) -> Iterator[None]:
         ) from None
 
 
-def probe(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
-    """Open an image lazily (header only) and check its format and pixel count."""
+def device_decodes_jpeg(settings: Settings) -> bool:
+    """Whether the strategy decodes JPEGs itself, on a CUDA device, from the original bytes
+    (the auto strategy with open_clip): the edge then only validates them, cheaply."""
+    auto = settings.auto
+    return (
+        settings.strategy == "auto"
+        and auto.device_images
+        and auto.device.startswith("cuda")
+        and auto.encoder.startswith("open_clip:")
+    )
+
+
+def probe(data: bytes, limits: LimitSettings, param: str, *, preview: bool = False) -> Image.Image:
+    """Open an image lazily (header only) and check its format and pixel count.
+
+    The original bytes ride along on the image (``strategies.base.encoded_source``).
+    ``preview``: JPEGs decode at 1/8 scale, which still reads (and so validates) all of
+    the entropy-coded data for a fraction of the cost; for strategies that decode the
+    original bytes on the device (:func:`device_decodes_jpeg`)."""
     if len(data) > limits.max_image_bytes:
         raise too_large(limits, param)
     with _image_errors(limits, param):
@@ -108,7 +126,10 @@ def probe(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
                 param=param,
                 code="image_too_large",
             )
-        if img.format == "JPEG" and max(width, height) > DECODE_MAX_SIDE:
+        img.info[ENCODED_KEY] = EncodedImage(img.format or "unknown", data, (width, height))
+        if img.format == "JPEG" and preview:
+            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+        elif img.format == "JPEG" and max(width, height) > DECODE_MAX_SIDE:
             # decode at the smallest DCT scale whose longer side still covers the cap
             scale = DECODE_MAX_SIDE / max(width, height)
             img.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
@@ -125,11 +146,17 @@ def finish(img: Image.Image, limits: LimitSettings, param: str) -> Image.Image:
     """Decode a probed image into RGB no larger than DECODE_MAX_SIDE a side."""
     with _image_errors(limits, param):
         img.load()
+        encoded = img.info.get(ENCODED_KEY)
         if max(img.size) > DECODE_MAX_SIDE:
             img.thumbnail((DECODE_MAX_SIDE, DECODE_MAX_SIDE), Image.Resampling.BILINEAR)
-        return img.convert("RGB") if img.mode != "RGB" else img
+        out = img.convert("RGB") if img.mode != "RGB" else img
+        if encoded is not None:
+            out.info[ENCODED_KEY] = encoded
+        return out
 
 
-def open_image(data: bytes, limits: LimitSettings, param: str) -> Image.Image:
+def open_image(
+    data: bytes, limits: LimitSettings, param: str, *, preview: bool = False
+) -> Image.Image:
     """Decode image bytes into a small RGB image, synchronously (CLI, tests)."""
-    return finish(probe(data, limits, param), limits, param)
+    return finish(probe(data, limits, param, preview=preview), limits, param)

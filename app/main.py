@@ -29,6 +29,7 @@ from app.metrics import RouterMetrics
 from app.middleware import RouterMiddleware
 from app.routes import ENDPOINTS, router
 from app.settings import Settings, get_settings
+from app.workers import WorkerGroup, torch_threads
 from strategies.base import RoutingStrategy, StrategyContext
 from strategies.registry import create_strategy, resolve
 
@@ -45,6 +46,7 @@ class RouterState:
     http: httpx.AsyncClient | None = None
     images: ImageLoader | None = None
     proxy: Any = None
+    workers: WorkerGroup | None = None
     active: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -61,10 +63,9 @@ def _backend_label(settings: Settings) -> str:
     return "custom"
 
 
-def _set_torch_threads(requested: int) -> None:
+def _set_torch_threads(threads: int) -> None:
     """Bound torch's thread pool when the strategy uses torch (its default, one thread
-    per core, fights the event loop for CPU and gives long latency tails)."""
-    threads = requested or max(1, (os.cpu_count() or 2) - 1)
+    per core, fights the event loop and the other workers for CPU: long latency tails)."""
     torch = sys.modules.get("torch")
     if torch is None:  # torch reads this when it first starts its thread pool
         os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -77,7 +78,7 @@ async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | 
     began = time.perf_counter()
     context = StrategyContext(settings=state.settings, config=state.config, metrics=state.metrics)
     try:
-        _set_torch_threads(state.settings.torch_threads)
+        _set_torch_threads(torch_threads(state.settings))
         strategy = create_strategy(state.settings.strategy, context)
         state.strategy = strategy
         await strategy.start()
@@ -90,6 +91,8 @@ async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | 
         return
     adopt_library_loggers()  # model libraries imported while loading may add handlers
     state.metrics.ready.set(1)
+    if state.workers is not None:
+        state.workers.mark_ready()
     log.info(
         "strategy_ready",
         strategy=state.settings.strategy,
@@ -110,7 +113,9 @@ def create_app(
     config = config or load_routing_config(settings.config)
     resolve(settings.strategy)  # an unknown name fails now, listing the valid ones
     metrics = RouterMetrics()
-    state = RouterState(settings=settings, config=config, metrics=metrics)
+    state = RouterState(
+        settings=settings, config=config, metrics=metrics, workers=WorkerGroup.from_env(settings)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +142,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             metrics.ready.set(0)
+            if state.workers is not None:
+                state.workers.mark_gone()
             if state.strategy is not None:
                 with contextlib.suppress(Exception):
                     await state.strategy.aclose()

@@ -3,11 +3,37 @@
 Built per app on its own registry (no import-time registration), so tests and
 benchmarks can create many apps in one process. Names: ``llm_router_`` prefix, base
 units, counters end in ``_total``; labels come from small fixed sets only.
+
+With several worker processes (``ROUTER_WORKERS``) prometheus-client runs in
+multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker imports it,
+every value lives in a file there, and :func:`exposition` merges them, so one scrape
+shows every worker's counters and histograms summed. Gauges say how to merge.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory when this process is one of several workers."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def exposition(metrics: RouterMetrics) -> bytes:
+    """The Prometheus text for ``/metrics``: all workers merged in multiprocess mode."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return generate_latest(metrics.registry)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
+
 
 # Decision latencies are milliseconds-scale; request durations include proxying.
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -35,7 +61,10 @@ class RouterMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "llm_router_requests_in_flight", "HTTP requests being handled.", registry=r
+            "llm_router_requests_in_flight",
+            "HTTP requests being handled.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.decisions = Counter(
             "llm_router_decisions_total",
@@ -75,6 +104,7 @@ class RouterMetrics:
             "Inputs waiting for an encoder batch.",
             ["encoder"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "llm_router_rejected_total",
@@ -115,11 +145,15 @@ class RouterMetrics:
             registry=r,
         )
         self.ready = Gauge(
-            "llm_router_ready", "1 once the strategy is loaded and warm.", registry=r
+            "llm_router_ready",
+            "1 once the strategy is loaded and warm (every live worker, with several).",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.info = Gauge(
             "llm_router_build_info",
             "Build and strategy information (value is always 1).",
             ["version", "strategy", "mode", "backend"],
             registry=r,
+            multiprocess_mode="max",
         )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response, StreamingResponse
 
 from app.conversation import normalise
@@ -20,6 +20,7 @@ from app.errors import (
     UnauthorizedError,
 )
 from app.logs import get_logger
+from app.metrics import exposition
 from app.schemas import (
     ChatCompletionRequest,
     chat_request_openapi,
@@ -189,8 +190,11 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """Readiness: 200 once the strategy is loaded and warm, 503 before (or if it failed)."""
+    """Readiness: 200 once the strategy is loaded and warm, 503 before (or if it failed).
+    With several workers, whichever answers reports them all: 200 only when every one is."""
     state = _state(request)
+    if state.ready and state.workers is not None and not state.workers.all_ready():
+        raise NotReadyError(f"not ready: workers loading ({state.workers.describe()})")
     if state.ready:
         body = {"status": "ready", "strategy": state.settings.strategy}
         return Response(orjson.dumps(body), media_type=JSON)
@@ -201,6 +205,4 @@ async def ready(request: Request) -> Response:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus exposition."""
-    return Response(
-        generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(exposition(_state(request).metrics), media_type=CONTENT_TYPE_LATEST)

@@ -86,6 +86,16 @@ class AutoSettings(BaseModel):
         None, description="open_clip pretrained tag or local checkpoint path (None = random)."
     )
     device: str = Field("cpu", description="Torch device for the encoder and MLP.")
+    autocast: Literal["off", "bf16", "fp16"] = Field(
+        "bf16",
+        description="open_clip on CUDA: run the encoders under autocast in this dtype "
+        "(ignored on CPU).",
+    )
+    device_images: bool = Field(
+        True,
+        description="open_clip on CUDA: decode JPEGs (nvJPEG), resize and normalise images "
+        "on the device; off = PIL on the CPU.",
+    )
     artifact: str | None = Field(
         None, description="Router artifact directory; overrides 'auto.artifact' in the config."
     )
@@ -209,8 +219,13 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
-        "least 1, leaving a core for HTTP).",
+        description="Torch intra-op threads per worker for encoders (0 = usable cores - 1 "
+        "with one worker, leaving a core for HTTP; usable cores / workers with several).",
+    )
+    workers: Annotated[int, Field(ge=1, le=512)] | Literal["auto"] = Field(
+        1,
+        description="Worker processes serving one port ('auto' = usable CPU cores). Not "
+        "with the in-process vLLM backend: one process per GPU, or the remote backend.",
     )
     playground: bool = Field(
         True, description="Serve the playground page at /playground (and redirect / there)."

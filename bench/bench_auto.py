@@ -8,6 +8,18 @@ from the RouterBench test split; CLIP requests carry one image when --image is g
 
     python -m bench.bench_auto --encoders minilm,open_clip:ViT-B-32 --requests 200
 
+Each strategy-level run also splits the time: wall time per encoder batch against the
+time of its device part (image decode/preprocess, both towers, the MLP), timed with
+torch.cuda.Event on CUDA (perf_counter on CPU). Images are 640x480 photo-like JPEGs,
+decoded as the edge decodes them (kept bytes; 1/8-scale validation decode on CUDA).
+
+``--http`` (default on CUDA) also serves the strategy (``python -m app``) and measures
+over loopback HTTP: p50 at c=1 and decisions/s at c=64, with one JPEG per request and
+text only.
+
+    python -m bench.bench_auto --device cuda --encoders open_clip:ViT-B-32 \
+        --concurrency 1,16,64 --http
+
 Writes bench/results/auto.json and auto.md with the machine's facts.
 """
 
@@ -112,9 +124,81 @@ async def measure(strategy: Any, conversations: list[Any], concurrency: int) -> 
     }
 
 
-async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from PIL import Image
+class TimeSplit:
+    """Wall time of each encoder batch against the time of its device part."""
 
+    def __init__(self, strategy: Any, device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self.cuda = device.startswith("cuda")
+        self.batches, self.wall_s, self.device_cpu_s = 0, 0.0, 0.0
+        self.events: list[tuple[Any, Any]] = []
+        batcher = strategy._batcher
+        score = batcher._fn
+
+        def timed_score(conversations: list[Any]) -> Any:
+            began = time.perf_counter()
+            try:
+                return score(conversations)
+            finally:
+                self.wall_s += time.perf_counter() - began
+                self.batches += 1
+
+        batcher._fn = timed_score
+        encoder = strategy.encoder
+        targets = [(strategy._mlp, "probabilities")]
+        if hasattr(encoder, "_model"):
+            targets += [(encoder._model, "encode_text"), (encoder._model, "encode_image")]
+            targets += [(encoder, "_pixels")]
+        for owner, attr in targets:
+            setattr(owner, attr, self._device_part(getattr(owner, attr)))
+
+    def _device_part(self, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            if self.cuda:
+                start = self._torch.cuda.Event(enable_timing=True)
+                end = self._torch.cuda.Event(enable_timing=True)
+                start.record()
+            out = fn(*args, **kwargs)
+            if self.cuda:
+                end.record()
+                self.events.append((start, end))
+            self.device_cpu_s += time.perf_counter() - began
+            return out
+
+        return timed
+
+    def reset(self) -> None:
+        self.batches, self.wall_s, self.device_cpu_s, self.events = 0, 0.0, 0.0, []
+
+    def report(self) -> dict[str, Any]:
+        if self.cuda:
+            self._torch.cuda.synchronize()
+            device_ms = sum(s.elapsed_time(e) for s, e in self.events)
+        else:
+            device_ms = self.device_cpu_s * 1000
+        n = max(1, self.batches)
+        return {
+            "batches": self.batches,
+            "wall_ms_per_batch": round(self.wall_s * 1000 / n, 3),
+            "device_ms_per_batch": round(device_ms / n, 3),
+            "device_timer": "torch.cuda.Event" if self.cuda else "perf_counter (CPU device)",
+            "device_share": round(device_ms / max(1e-9, self.wall_s * 1000), 3),
+        }
+
+
+def edge_image(device: str) -> Any:
+    """A 640x480 JPEG decoded as the service's edge decodes it for this device."""
+    from app.images import open_image
+    from app.settings import LimitSettings
+    from bench.workloads import jpeg
+
+    return open_image(jpeg(640, 480), LimitSettings(), "bench", preview=device.startswith("cuda"))
+
+
+async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from strategies.auto import AutoStrategy
     from strategies.base import Conversation
 
@@ -122,18 +206,20 @@ async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[
     tokens = args.minilm_tokens if name == "minilm" else None
     artifact = random_artifact(name, pretrained, args.device, tmp / name.replace(":", "_"), tokens)
     image = name.startswith("open_clip") and args.image
-    img = Image.new("RGB", (640, 480), (120, 40, 200))
+    img = edge_image(args.device)
     convs = [Conversation.from_text(t, [img] if image else []) for t in prompts(args.requests)]
     result: dict[str, Any] = {"encoder": name, "with_image": bool(image), "runs": []}
     for batching in (True, False):
         size, window = (args.batch, args.window_ms) if batching else (1, 0.0)
         strategy = AutoStrategy(context(name, pretrained, args.device, artifact, size, window))
         await strategy.start()
+        split = TimeSplit(strategy, args.device)
         try:
             await measure(strategy, convs[: min(16, len(convs))], 4)  # warm-up
             for c in args.concurrency:
+                split.reset()
                 run = await measure(strategy, convs, c)
-                result["runs"].append({"batching": batching, **run})
+                result["runs"].append({"batching": batching, **run, "split": split.report()})
                 print(f"{name} batching={batching} {run}", flush=True)
         finally:
             await strategy.aclose()
@@ -142,6 +228,12 @@ async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[
         str(c): round(by[(True, c)] / by[(False, c)], 2) for c in args.concurrency
     }
     return result
+
+
+def http_markdown(http: dict[str, Any]) -> str:
+    from bench.bench_auto_http import markdown_rows
+
+    return markdown_rows(http)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -156,15 +248,21 @@ def markdown(report: dict[str, Any]) -> str:
         f"micro-batching on = max_size {report['batch']}, window {report['window_ms']} ms; "
         "off = batch size 1.",
         "",
-        "| encoder | image | batching | concurrency | p50 ms | p99 ms | decisions/s |",
-        "|---|---|---|---|---|---|---|",
+        "Time split per encoder batch: wall (CPU thread) vs its device part (image "
+        "decode/preprocess, towers, MLP; torch.cuda.Event on CUDA).",
+        "",
+        "| encoder | image | batching | concurrency | p50 ms | p99 ms | decisions/s "
+        "| wall ms/batch | device ms/batch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for enc in report["encoders"]:
         for r in enc["runs"]:
+            split = r.get("split", {})
             lines.append(
                 f"| {enc['encoder']} | {enc['with_image']} | {r['batching']} | "
                 f"{r['concurrency']} | {r['p50_ms']} | {r['p99_ms']} | "
-                f"{r['decisions_per_s']} |"
+                f"{r['decisions_per_s']} | {split.get('wall_ms_per_batch', '')} | "
+                f"{split.get('device_ms_per_batch', '')} |"
             )
     lines.append("")
     for enc in report["encoders"]:
@@ -172,6 +270,10 @@ def markdown(report: dict[str, Any]) -> str:
             f"- {enc['encoder']}: throughput batching on/off = "
             f"{enc['batching_speedup']} (by concurrency)"
         )
+    if report.get("http"):
+        lines += ["", http_markdown(report["http"])]
+    if report.get("note"):
+        lines += ["", report["note"]]
     return "\n".join(lines) + "\n"
 
 
@@ -196,6 +298,20 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="one image per open_clip request",
     )
+    p.add_argument(
+        "--http",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure over HTTP (default: on with --device cuda)",
+    )
+    p.add_argument(
+        "--http-concurrency",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 64],
+        help="HTTP runs: p50 at the first, throughput at every one",
+    )
+    p.add_argument("--http-requests", type=int, default=1000, help="requests per HTTP run")
+    p.add_argument("--note", default="", help="free text stored with the results")
     p.add_argument("--out", default=str(ROOT / "bench/results"), help="output directory")
     p.add_argument("--name", default="auto", help="file stem of the results")
     args = p.parse_args(argv)
@@ -215,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
                 report["encoders"].append(asyncio.run(bench_encoder(name, args, Path(tmp))))
             except (ImportError, EncoderLoadError) as exc:
                 print(f"{name}: skipped ({exc})")
+        if args.http if args.http is not None else args.device.startswith("cuda"):
+            clip = [e for e in args.encoders.split(",") if e.startswith("open_clip:")]
+            if clip:
+                from bench.bench_auto_http import run_http
+
+                report["http"] = run_http(clip[0], args, Path(tmp))
+    report["note"] = args.note
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -131,6 +131,10 @@ def main() -> None:
     requests = 100 if args.quick else 300
     run_module("bench.bench_parsing", ["--repeat", "10" if args.quick else "30"])
     service(requests, [1, 16, 64])
+    run_module(
+        "bench.bench_workers",
+        ["--requests", str(2 * requests), "--rounds", "1" if args.quick else "2"],
+    )
     run_module("bench.plot", [])
     if VENVS["clip"].exists():
         run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"], VENVS["clip"])

@@ -11,6 +11,7 @@ encoder thread (MicroBatcher). torch and open_clip are imported lazily.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 OPEN_CLIP_PREFIX = "open_clip:"
 MINILM = "minilm"
 # Bump when the text/image preprocessing changes: cached embeddings are keyed by it.
-PREPROCESSING_VERSION = 2
+# 3: images preprocessed as tensors (models/clip_pixels.py) instead of open_clip's PIL.
+PREPROCESSING_VERSION = 3
 
 
 class Encoder(Protocol):
@@ -107,10 +109,14 @@ class OpenClipEncoder:
         pretrained: str | None = None,
         device: str = "cpu",
         max_tokens: int | None = None,
+        autocast: str = "bf16",
+        device_images: bool = True,
     ) -> None:
         try:
             import open_clip
             import torch
+
+            from models.clip_pixels import PixelSpec
         except ImportError as exc:
             raise EncoderLoadError(
                 "open_clip is not installed: pip install 'llm-router[clip]' "
@@ -124,6 +130,11 @@ class OpenClipEncoder:
         self._model = model
         self._preprocess = preprocess
         self._device = device
+        # tensor preprocessing (on the device) unless the model needs an exotic transform
+        self._pixel_spec = PixelSpec.from_model(model) if device_images else None
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        on_cuda = device.startswith("cuda")
+        self._autocast_dtype = dtypes.get(autocast) if on_cuda else None
         self._tokenizer = open_clip.get_tokenizer(model_name)
         self.context_length = int(getattr(self._tokenizer, "context_length", 77))
         budget = self.context_length - 2  # start and end tokens
@@ -141,34 +152,55 @@ class OpenClipEncoder:
         tok = self._tokenizer
         if not hasattr(tok, "encode") or not hasattr(tok, "sot_token_id"):
             return tok([t[-4 * self.max_tokens :] for t in texts]).to(self._device)
-        rows = self._torch.zeros(len(texts), self.context_length, dtype=self._torch.long)
+        rows = np.zeros((len(texts), self.context_length), dtype=np.int64)
         for i, text in enumerate(texts):
             tail = tok.encode(text[-self.max_tokens * MAX_CHARS_PER_TOKEN :])[-self.max_tokens :]
-            ids = [tok.sot_token_id, *tail, tok.eot_token_id]
-            rows[i, : len(ids)] = self._torch.tensor(ids)
-        return rows.to(self._device)
+            rows[i, : len(tail) + 2] = [tok.sot_token_id, *tail, tok.eot_token_id]
+        tokens = self._torch.from_numpy(rows)  # the batch leaves for the device in one copy
+        if self._device.startswith("cuda"):
+            tokens = tokens.pin_memory()
+        return tokens.to(self._device, non_blocking=True)
+
+    def _autocast(self) -> Any:
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return self._torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
+
+    def _pixels(self, images: list[Any]) -> Any:
+        """The vision tower's input for these images, on the device."""
+        if self._pixel_spec is None:  # open_clip's own PIL transform, then one copy
+            pixels = self._torch.stack([self._preprocess(img.convert("RGB")) for img in images])
+            return pixels.to(self._device)
+        from models.clip_pixels import image_batch
+
+        return image_batch(images, self._pixel_spec, self._device)
 
     def _normalise(self, x: Any) -> Any:
         return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
-    def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
+    def embed_tensor(self, conversations: Sequence[Conversation]) -> Any:
+        """Like :meth:`embed`, as a float32 tensor left on the device (for the MLP)."""
         torch = self._torch
-        out = np.zeros((len(conversations), self.dim), dtype=np.float32)
+        out = torch.zeros((len(conversations), self.dim), device=self._device)
         if not conversations:
             return out
-        with torch.inference_mode():
-            texts = [conversation_text(c) for c in conversations]
-            text = self._normalise(self._model.encode_text(self._tokens(texts)).float())
-            out[:, : self.embed_dim] = text.cpu().numpy()
-            owned = [(i, img) for i, c in enumerate(conversations) for img in c.images]
-            if owned:
-                pixels = torch.stack([self._preprocess(img.convert("RGB")) for _, img in owned])
-                image = self._model.encode_image(pixels.to(self._device)).float()
-                image = self._normalise(image).cpu().numpy()
-                owners = np.array([i for i, _ in owned])
-                for row in np.unique(owners):
-                    out[row, self.embed_dim :] = image[owners == row].mean(axis=0)
+        owned = [(i, img) for i, c in enumerate(conversations) for img in c.images]
+        with torch.inference_mode(), self._autocast():
+            # pixels first: the device JPEG decoder wants an idle stream (clip_pixels)
+            pixels = self._pixels([img for _, img in owned]) if owned else None
+            tokens = self._tokens([conversation_text(c) for c in conversations])
+            out[:, : self.embed_dim] = self._normalise(self._model.encode_text(tokens).float())
+            if pixels is not None:
+                image = self._normalise(self._model.encode_image(pixels).float())
+                owners = torch.tensor([i for i, _ in owned], device=self._device)
+                sums = torch.zeros((len(conversations), self.embed_dim), device=self._device)
+                sums.index_add_(0, owners, image)
+                counts = torch.bincount(owners, minlength=len(conversations)).clamp_min(1)
+                out[:, self.embed_dim :] = sums / counts.unsqueeze(1)  # mean of each one's
         return out
+
+    def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
+        return np.asarray(self.embed_tensor(conversations).cpu().numpy(), dtype=np.float32)
 
 
 def _pretrained_version(pretrained: str | None) -> str:
@@ -206,14 +238,24 @@ def _create_open_clip(
 
 
 def build_encoder(
-    name: str, pretrained: str | None = None, device: str = "cpu", max_tokens: int | None = None
+    name: str,
+    pretrained: str | None = None,
+    device: str = "cpu",
+    max_tokens: int | None = None,
+    autocast: str = "off",
+    device_images: bool = True,
 ) -> Encoder:
     """The encoder named by ``ROUTER_AUTO__ENCODER`` ('minilm' or 'open_clip:<model>')."""
     if name == MINILM:
         return MiniLMEncoder(device=device, max_tokens=max_tokens)
     if name.startswith(OPEN_CLIP_PREFIX) and len(name) > len(OPEN_CLIP_PREFIX):
         return OpenClipEncoder(
-            name[len(OPEN_CLIP_PREFIX) :], pretrained, device=device, max_tokens=max_tokens
+            name[len(OPEN_CLIP_PREFIX) :],
+            pretrained,
+            device=device,
+            max_tokens=max_tokens,
+            autocast=autocast,
+            device_images=device_images,
         )
     raise EncoderLoadError(
         f"unknown encoder '{name}' (ROUTER_AUTO__ENCODER: 'minilm' or 'open_clip:<model>', "

@@ -50,6 +50,22 @@ def artifact_path(context: StrategyContext) -> Path:
     return context.config.resolve_path(configured)
 
 
+def _warmup_jpeg() -> Any:
+    """A decoded JPEG that keeps its bytes, as the edge makes them (warms nvJPEG too)."""
+    import io
+
+    from PIL import Image
+
+    from strategies.base import ENCODED_KEY, EncodedImage
+
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 120, 200)).save(buf, format="JPEG")
+    image = Image.open(io.BytesIO(buf.getvalue()))
+    image.load()
+    image.info[ENCODED_KEY] = EncodedImage("JPEG", buf.getvalue(), image.size)
+    return image
+
+
 class AutoStrategy:
     """Route by predicted per-model success probability and cost."""
 
@@ -98,6 +114,8 @@ class AutoStrategy:
             settings.pretrained,
             settings.device,
             max_tokens=manifest.encoder.get("max_tokens"),
+            autocast=settings.autocast,
+            device_images=settings.device_images,
         )
         check_compatible(manifest, encoder, self._ctx.config.model_names)
         self._mlp = load_weights(self._path, manifest, settings.device)
@@ -107,9 +125,13 @@ class AutoStrategy:
     def score_batch(self, conversations: list[Conversation]) -> list[np.ndarray]:
         """Blocking, batched: per-model probabilities (artifact order) per conversation."""
         torch = self._torch
-        vectors = self.encoder.embed(conversations)
+        embed_tensor = getattr(self.encoder, "embed_tensor", None)
         with torch.inference_mode():
-            x = torch.from_numpy(vectors).to(self._ctx.settings.auto.device)
+            if embed_tensor is not None:  # stays on the device: one transfer, of the result
+                x = embed_tensor(conversations)
+            else:
+                x = torch.from_numpy(self.encoder.embed(conversations))
+                x = x.to(self._ctx.settings.auto.device)
             probs = self._mlp.probabilities(x).float().cpu().numpy()
         return list(probs)
 
@@ -126,9 +148,7 @@ class AutoStrategy:
         )
         warmup = [Conversation.from_text("hello"), Conversation.from_text("warm up " * 200)]
         if self.encoder.supports_images:
-            from PIL import Image
-
-            warmup.append(Conversation.from_text("what is this?", [Image.new("RGB", (64, 64))]))
+            warmup.append(Conversation.from_text("what is this?", [_warmup_jpeg()]))
         await self._batcher.run_now(warmup)
         self._ready = True
 

@@ -19,6 +19,23 @@ if TYPE_CHECKING:
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 IMAGE_MARKER = "[image]"
+ENCODED_KEY = "llm_router.encoded"  # Image.info key of the image's EncodedImage
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedImage:
+    """An image as the client sent it, kept beside its decoded PIL image so a device
+    decoder (nvJPEG) can start from the original bytes at full resolution."""
+
+    format: str  # Pillow's name: JPEG, PNG, ...
+    data: bytes
+    size: tuple[int, int]  # original width, height
+
+
+def encoded_source(image: Image) -> EncodedImage | None:
+    """The original bytes the edge decoded ``image`` from, when it kept them."""
+    source = image.info.get(ENCODED_KEY)
+    return source if isinstance(source, EncodedImage) else None
 
 
 class NoEligibleModelError(ValueError):

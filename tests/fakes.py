@@ -57,3 +57,18 @@ class FakeStrategy:
 
     async def aclose(self) -> None:
         self._ready = False
+
+
+class FailingStrategy(FakeStrategy):
+    """A strategy whose start() always fails (startup-failure tests in subprocesses)."""
+
+    async def start(self) -> None:
+        raise RuntimeError("failing on purpose")
+
+
+class SlowStrategy(FakeStrategy):
+    """Takes two seconds per decision (drain-on-SIGTERM tests in subprocesses)."""
+
+    async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
+        await asyncio.sleep(2.0)
+        return await super().route(conversation, options)

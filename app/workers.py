@@ -1,0 +1,213 @@
+"""Several worker processes on one port (``ROUTER_WORKERS``), so one server uses every core.
+
+One Python process routes on one core at a time (the GIL, plus the event loop's own
+parsing and JSON work), so the supervisor here binds the socket once and spawns N
+workers that accept on it. Each worker is a whole app (its own strategy and batcher).
+They share two things through a fresh temporary directory: prometheus-client's
+multiprocess files (one scrape shows every worker's metrics) and one readiness marker
+per worker (``/ready`` is 200 only when every worker is). SIGTERM or SIGINT drains them
+all; a worker that dies stops the rest, and the server exits non-zero so whatever runs
+it restarts the whole group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from multiprocessing.connection import wait
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from app.config import ConfigError
+from app.cpus import usable_cpus
+from app.metrics import MULTIPROC_ENV
+from app.settings import Settings
+
+GRACEFUL_S = 10
+
+
+def worker_count(settings: Settings) -> int:
+    """How many worker processes ``ROUTER_WORKERS`` asks for ('auto' = usable cores)."""
+    return usable_cpus() if settings.workers == "auto" else int(settings.workers)
+
+
+def check_workers(settings: Settings, count: int) -> None:
+    """Refuse a worker count the strategy cannot use (each worker loads its own model)."""
+    if count > 1 and settings.strategy == "intent" and settings.intent.backend == "vllm":
+        raise ConfigError(
+            f"ROUTER_WORKERS={settings.workers}: the in-process vLLM backend runs one engine "
+            "per process and each worker would start its own on the same GPU. Use "
+            "ROUTER_WORKERS=1 with one router process per GPU, or the remote backend "
+            "(ROUTER_INTENT__BACKEND=remote) and scale the routers freely."
+        )
+
+
+def torch_threads(settings: Settings) -> int:
+    """Torch threads for this process: the setting, else the usable cores shared out.
+
+    One worker keeps a core for the event loop (cores - 1); several split the cores
+    between them (cores / workers), since each has its own event loop."""
+    if settings.torch_threads:
+        return settings.torch_threads
+    cores = usable_cpus()
+    count = settings.workers if isinstance(settings.workers, int) else cores
+    return max(1, cores - 1) if count <= 1 else max(1, cores // count)
+
+
+class WorkerGroup:
+    """Readiness shared by the workers of one server: one marker file per ready worker."""
+
+    def __init__(self, directory: Path, expected: int) -> None:
+        self.directory = directory / "ready"
+        self.expected = expected
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(cls, settings: Settings) -> WorkerGroup | None:
+        """The group this process belongs to, or None when it serves alone."""
+        shared = os.environ.get(MULTIPROC_ENV)
+        if not shared or not isinstance(settings.workers, int) or settings.workers < 2:
+            return None
+        return cls(Path(shared), settings.workers)
+
+    def mark_ready(self, pid: int | None = None) -> None:
+        (self.directory / str(pid or os.getpid())).touch()
+
+    def mark_gone(self, pid: int | None = None) -> None:
+        (self.directory / str(pid or os.getpid())).unlink(missing_ok=True)
+
+    def ready_count(self) -> int:
+        return sum(1 for marker in self.directory.iterdir() if _alive(marker.name))
+
+    def all_ready(self) -> bool:
+        return self.ready_count() >= self.expected
+
+    def describe(self) -> str:
+        return f"{self.ready_count()}/{self.expected} ready"
+
+
+def _alive(name: str) -> bool:
+    if not name.isdigit():
+        return False
+    try:
+        os.kill(int(name), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.Config keyword arguments shared by ``serve`` and each worker."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": GRACEFUL_S,
+    }
+
+
+def _worker_main(settings: Settings, sock: socket.socket) -> None:
+    """One worker process: the whole app, serving on the supervisor's socket."""
+    import sys
+
+    import uvicorn
+
+    from app.main import create_app
+
+    fatal: list[str] = []
+    holder: dict[str, uvicorn.Server] = {}
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        if "server" in holder:
+            holder["server"].should_exit = True
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, on_fatal=on_fatal), **uvicorn_options(settings))
+    )
+    holder["server"] = server
+    # uvicorn re-raises the signal it caught once drained; a no-op handler lets the
+    # worker report its own exit status instead of dying by SIGTERM
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server.run(sockets=[sock])
+    if fatal:
+        print(f"llm-router: error: strategy failed to start: {fatal[0]}", file=sys.stderr)
+    sys.exit(1 if fatal or not server.started else 0)
+
+
+def serve_workers(settings: Settings, count: int) -> int:
+    """Run ``count`` workers on one port until SIGTERM/SIGINT; the exit status to return."""
+    import uvicorn
+    from prometheus_client.multiprocess import mark_process_dead
+
+    shared = tempfile.mkdtemp(prefix="llm-router-workers-")
+    os.environ[MULTIPROC_ENV] = shared  # before any worker imports prometheus_client
+    settings = settings.model_copy(update={"workers": count})
+    group = WorkerGroup(Path(shared), count)
+    sock = uvicorn.Config("app.main:create_app", **uvicorn_options(settings)).bind_socket()
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(settings, sock), name=f"llm-router-worker-{i}")
+        for i in range(count)
+    ]
+    stopping = {"signal": 0, "failed": False}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for worker in workers:
+            worker.start()
+        _supervise(workers, stopping, group, shared, mark_process_dead)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sock.close()
+        shutil.rmtree(shared, ignore_errors=True)
+        os.environ.pop(MULTIPROC_ENV, None)
+    failed = stopping["failed"] or any(w.exitcode not in (0, None) for w in workers)
+    return 1 if failed else 0
+
+
+def _supervise(
+    workers: list[Any],
+    stopping: dict[str, Any],
+    group: WorkerGroup,
+    shared: str,
+    mark_process_dead: Any,
+) -> None:
+    """Wait for a signal or a worker's death, then stop every worker and wait for them."""
+    running = {w.sentinel: w for w in workers}
+    signalled = False
+    while running:
+        for sentinel in wait(list(running), timeout=0.2):
+            worker = running.pop(sentinel)  # type: ignore[call-overload]
+            worker.join()
+            mark_process_dead(worker.pid, shared)
+            group.mark_gone(worker.pid)
+            if not stopping["signal"]:
+                stopping["failed"] = True  # a worker died on its own: stop the group
+                stopping["signal"] = signal.SIGTERM
+        if stopping["signal"] and not signalled:
+            signalled = True
+            for worker in running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+            deadline = time.monotonic() + GRACEFUL_S + 5
+            for worker in list(running.values()):
+                worker.join(max(0.0, deadline - time.monotonic()))
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()

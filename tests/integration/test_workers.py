@@ -1,0 +1,164 @@
+"""ROUTER_WORKERS=2: real server processes on loopback sharing one port, merged metrics,
+all-or-nothing readiness, SIGTERM draining every worker, startup failure exiting non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import FAKE, ROOT, free_port, server_process, user
+
+pytestmark = pytest.mark.slow  # each test spawns a supervisor and two workers
+
+WORKERS = {"ROUTER_WORKERS": "2", "ROUTER_STRATEGY": FAKE, "ROUTER_TORCH_THREADS": "1"}
+BODY = {"model": "router", "messages": [user("hello there")]}
+
+
+def decisions(metrics_text: str) -> float:
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(r"^llm_router_decisions_total\{[^}]*\} (\S+)$", metrics_text, re.M)
+    )
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+async def send(base: str, count: int, concurrency: int) -> list[int]:
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+        async def one() -> int:
+            async with limit:
+                return (await client.post("/v1/chat/completions", json=BODY)).status_code
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_two_workers_one_scrape_counts_every_decision() -> None:
+    requests = 60
+    with server_process(WORKERS, timeout=120) as base:
+        statuses = asyncio.run(send(base, requests, 16))
+        assert statuses == [200] * requests
+        for _ in range(6):  # each scrape may land on either worker: all must agree
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            assert decisions(text) == requests
+            assert "llm_router_ready 1.0" in text
+            served = re.search(
+                r'^llm_router_requests_total\{endpoint="/v1/chat/completions",'
+                r'method="POST",status="200"\} (\S+)$',
+                text,
+                re.M,
+            )
+            assert served is not None and float(served.group(1)) == requests
+        assert httpx.get(f"{base}/ready", timeout=10).status_code == 200
+
+
+def start(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "ROUTER_HOST": "127.0.0.1",
+            "ROUTER_PORT": str(port),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(proc: subprocess.Popen[str], base: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("workers did not become ready")
+
+
+def test_sigterm_drains_every_worker_and_exits_zero() -> None:
+    proc, base = start(WORKERS)
+    try:
+        wait_ready(proc, base)
+        pids = worker_pids(proc.pid)
+        assert len(pids) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+        for pid in pids:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_lets_in_flight_requests_finish() -> None:
+    proc, base = start({**WORKERS, "ROUTER_STRATEGY": "tests.fakes:SlowStrategy"})
+    try:
+        wait_ready(proc, base)
+
+        async def in_flight_then_sigterm() -> list[int]:
+            sending = asyncio.ensure_future(send(base, 8, 8))
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                for _ in range(100):  # until all 8 are inside their 2 s decision
+                    text = (await client.get("/metrics")).text
+                    if "llm_router_requests_in_flight 8.0" in text:
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("requests never were in flight together")
+            proc.send_signal(signal.SIGTERM)
+            return await sending
+
+        assert asyncio.run(in_flight_then_sigterm()) == [200] * 8
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_worker_failing_to_start_stops_the_server_non_zero() -> None:
+    proc, _ = start({**WORKERS, "ROUTER_STRATEGY": "tests.fakes:FailingStrategy"})
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    assert "failing on purpose" in out
+
+
+@pytest.mark.parametrize("bad", [{"ROUTER_STRATEGY": "nope"}, {"ROUTER_WORKERS": "zero"}])
+def test_bad_settings_fail_before_any_worker_starts(bad: dict[str, str]) -> None:
+    proc, _ = start({**WORKERS, **bad})
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "spawn_main" not in out and "Started server process" not in out
