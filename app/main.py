@@ -117,7 +117,10 @@ def create_app(
             timeout=httpx.Timeout(
                 settings.proxy.timeout_s, connect=settings.proxy.connect_timeout_s
             ),
-            limits=httpx.Limits(max_connections=settings.proxy.max_connections),
+            limits=httpx.Limits(
+                max_connections=settings.proxy.max_connections,
+                keepalive_expiry=settings.proxy.keepalive_expiry_s,
+            ),
             follow_redirects=False,
         )
         if settings.mode == "proxy":
@@ -135,6 +138,8 @@ def create_app(
             if state.strategy is not None:
                 with contextlib.suppress(Exception):
                     await state.strategy.aclose()
+            if state.proxy is not None:
+                await state.proxy.aclose()
             await state.http.aclose()
 
     app = FastAPI(
