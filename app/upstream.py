@@ -6,9 +6,10 @@ or timeout); it has produced nothing when it answered 429 or 5xx (an error statu
 whole answer). After the request was sent, a read timeout or a lost connection leaves
 the upstream possibly still generating, and billing: that is not re-sent to another model
 unless the model's ``retry_on_timeout`` says the operator accepts paying twice. The one
-exception is a pooled keep-alive connection that the upstream had already closed (it
-fails before any response byte): that request never reached the upstream's application,
-and it is re-sent once to the same upstream on another connection, as HTTP clients do.
+exception is a pooled keep-alive connection that fails before any response byte: almost
+always the upstream closed it as idle just as the request arrived, so the request never
+reached the upstream's application; it is re-sent once to the same upstream on a new
+connection, as HTTP clients and proxies do for this case (browsers, nginx, Envoy).
 """
 
 from __future__ import annotations
