@@ -142,6 +142,9 @@ class ProxySettings(BaseModel):
         gt=0.0,
         description="Wait for a free pooled connection before answering 503 proxy_saturated.",
     )
+    connect_retries: int = Field(
+        1, ge=0, description="Extra tries of a failed upstream connect (nothing was sent)."
+    )
     keepalive_expiry_s: float = Field(
         4.0,
         ge=0.0,

@@ -151,7 +151,9 @@ def transport_failure(up: Upstream, exc: Exception, trace: ConnectionTrace) -> A
     """Classify a timeout or transport error (never a pool timeout: that is local)."""
     name = type(exc).__name__
     if isinstance(exc, httpx.ConnectTimeout):
-        return AttemptFailed("connect_timeout", f"connect timeout ({name})", fallback=True)
+        return AttemptFailed(
+            "connect_timeout", f"connect timeout ({name})", fallback=True, timeout=True
+        )
     if isinstance(exc, httpx.ConnectError):
         return AttemptFailed("connect_error", f"connection error ({name})", fallback=True)
     optin = up.retry_on_timeout

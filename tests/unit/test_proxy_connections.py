@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpcore
 import httpx
+import pytest
 import respx
+from httpcore._backends.auto import AutoBackend
 
 from app.config import RoutingConfig
 from tests.helpers import app_client, free_port, make_settings, user
@@ -95,3 +98,22 @@ async def test_full_connection_pool_is_503_saturated_without_fallback() -> None:
     assert spare.requests == 0  # local saturation is not the upstream's fault
     assert 'llm_router_rejected_total{reason="proxy_saturated"} 1.0' in metrics
     assert 'outcome="timeout"' not in metrics and "fallbacks_total{" not in metrics
+
+
+async def test_failed_connect_is_retried_on_the_spot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connect that fails once (a transient refusal or reset: nothing was sent) is tried
+    again before the request counts as failed; with one candidate that was a 502."""
+    calls: list[str] = []
+    original = AutoBackend.connect_tcp
+
+    async def flaky(self: AutoBackend, host: str, port: int, **kwargs: Any) -> Any:
+        calls.append(host)
+        if len(calls) == 1:
+            raise httpcore.ConnectError("transient refusal")
+        return await original(self, host, port, **kwargs)
+
+    monkeypatch.setattr(AutoBackend, "connect_tcp", flaky)
+    async with RawUpstream() as up, router(up.base_url) as client:
+        resp = await client.post(CHAT, json=HI)
+    assert resp.status_code == 200
+    assert len(calls) == 2 and up.requests == 1
