@@ -35,6 +35,13 @@ class ModelConfig(BaseModel):
     upstream_model: str | None = None
     timeout_s: float | None = Field(None, gt=0.0)
     headers: dict[str, str] = Field(default_factory=dict)
+    retry_on_timeout: bool = Field(
+        False,
+        strict=True,
+        description="Proxy: fall back to the next model also after a read timeout or a "
+        "connection lost once the request was sent (the upstream may have done, and "
+        "billed, the work). Off: such a failure answers 504/502.",
+    )
 
 
 class IntentConfig(BaseModel):

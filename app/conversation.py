@@ -1,5 +1,9 @@
 """Normalise a validated chat request into a typed :class:`Conversation`, once, at the edge.
 
+Strategies see text and images; other content parts (audio, files) appear as a
+``[type]`` marker, and the legacy ``function`` role as ``tool``. Proxy mode forwards the
+original JSON, so none of this changes what the upstream receives.
+
 Limits are checked before any work is spent: message count, image count (before
 decoding), image bytes and pixels. Images are fetched and decoded by
 :class:`app.image_loader.ImageLoader`, off the event loop and under a memory budget.
@@ -44,6 +48,10 @@ def _text_and_images(message: Message, index: int) -> tuple[list[str], list[_Pen
         elif isinstance(part, ImagePart):
             pieces.append(IMAGE_MARKER)
             images.append(_PendingImage(index, j, part.image_url.url))
+        elif part.refusal is not None:
+            pieces.append(part.refusal)
+        else:  # audio, files, future part types: not analysed, only marked (like images)
+            pieces.append(f"[{part.type}]")
     return pieces, images
 
 
@@ -94,7 +102,7 @@ async def normalise(
         by_message.setdefault(item.message, []).append(img)
     turns = tuple(
         Turn(
-            role=message.role,
+            role="tool" if message.role == "function" else message.role,
             text=" ".join(p for p in texts[i] if p),
             images=tuple(by_message.get(i, ())),
         )

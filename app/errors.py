@@ -66,6 +66,12 @@ class UpstreamTimeoutError(RouterError):
     status, type, code = 504, "upstream_error", "upstream_timeout"
 
 
+class ProxySaturatedError(RouterError):
+    """Every pooled upstream connection is busy: local saturation, not an upstream fault."""
+
+    status, type, code = 503, "service_unavailable", "proxy_saturated"
+
+
 class NotReadyError(RouterError):
     status, type, code = 503, "service_unavailable", "not_ready"
 

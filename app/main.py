@@ -122,11 +122,18 @@ def create_app(
         metrics.info.labels(
             __version__, settings.strategy, settings.mode, _backend_label(settings)
         ).set(1)
+        limits = httpx.Limits(
+            max_connections=settings.proxy.max_connections,
+            keepalive_expiry=settings.proxy.keepalive_expiry_s,
+        )
         state.http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.proxy.timeout_s, connect=settings.proxy.connect_timeout_s
             ),
-            limits=httpx.Limits(max_connections=settings.proxy.max_connections),
+            # connect failures never sent anything: retried on the spot (httpcore retries)
+            transport=httpx.AsyncHTTPTransport(
+                limits=limits, retries=settings.proxy.connect_retries
+            ),
             follow_redirects=False,
         )
         state.images = ImageLoader(settings)
@@ -147,6 +154,8 @@ def create_app(
             if state.strategy is not None:
                 with contextlib.suppress(Exception):
                     await state.strategy.aclose()
+            if state.proxy is not None:
+                await state.proxy.aclose()
             await state.http.aclose()
             await state.images.aclose()
 

@@ -108,14 +108,16 @@ class RouterMetrics:
         )
         self.rejected = Counter(
             "llm_router_rejected_total",
-            "Requests refused before routing, by reason (overloaded, too_large, bad_request).",
+            "Requests refused by the router itself, by reason (overloaded, too_large, "
+            "bad_request, proxy_saturated: no free upstream connection).",
             ["reason"],
             registry=r,
         )
         self.upstream_requests = Counter(
             "llm_router_upstream_requests_total",
-            "Proxy: upstream calls by model and status class (2xx, 4xx, 5xx, error, timeout).",
-            ["model", "status"],
+            "Proxy: upstream HTTP exchanges by model and outcome (2xx, 3xx, 4xx, 429, 5xx, "
+            "connect_error, connect_timeout, timeout, error, stale_connection, cancelled).",
+            ["model", "outcome"],
             registry=r,
         )
         self.upstream_duration = Histogram(
@@ -134,8 +136,9 @@ class RouterMetrics:
         )
         self.upstream_fallbacks = Counter(
             "llm_router_upstream_fallbacks_total",
-            "Proxy: fallbacks from one model to the next.",
-            ["from_model", "to_model"],
+            "Proxy: fallbacks from one model to the next, by the failed attempt's outcome "
+            "(or unusable: no base_url or key).",
+            ["from_model", "to_model", "reason"],
             registry=r,
         )
         self.proxy_overhead = Histogram(

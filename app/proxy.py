@@ -1,22 +1,23 @@
 """Proxy mode: forward a routed chat request to the chosen model's OpenAI-compatible upstream.
 
 The body goes upstream as the client sent it, except ``model`` (the chosen model's
-``upstream_model`` or name) and the router-only ``router`` field (removed). Connection
-errors, timeouts, 429 and 5xx *before the first byte reaches the client* fall back to the
-next candidate of the decision (bounded by ``max_attempts`` and ``total_timeout_s``); a
-streamed answer is relayed chunk by chunk and never retried once it has begun. Other 4xx
-are the client's errors and come back as the upstream sent them. A client that goes away
-cancels the upstream call, also while waiting for a slow non-streaming answer.
+``upstream_model`` or name) and the router-only ``router`` field (removed). Failures that
+cannot have made an upstream do the work (connect errors, 429, 5xx) fall back to the next
+candidate of the decision (bounded by ``max_attempts`` and ``total_timeout_s``); a read
+timeout or a connection lost after sending does so only for models with
+``retry_on_timeout`` (app/upstream.py says why). A streamed answer is relayed chunk by
+chunk and never retried once it has begun. Other 4xx are the client's errors and come back
+as the upstream sent them; a 429 from every candidate tried comes back too, with its
+``retry-after``. Every pooled connection busy is local saturation: 503 ``proxy_saturated``,
+no fallback. A client that goes away cancels the upstream call, also while waiting for a
+slow non-streaming answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any
 
@@ -25,79 +26,33 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import __version__
-from app.errors import BadRequestError, UpstreamError, UpstreamTimeoutError, error_response
+from app.errors import (
+    BadRequestError,
+    ProxySaturatedError,
+    RouterError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    error_body,
+    error_response,
+)
 from app.logs import get_logger
 from app.relay import RelayResponse, passed_headers, wait_disconnect
+from app.upstream import Answer, AttemptFailed, Upstream, build_upstream, exchange
 from strategies.base import Conversation, RoutingDecision
 
 if TYPE_CHECKING:
-    from app.config import ModelConfig
     from app.main import RouterState
     from app.schemas import ChatCompletionRequest
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": never reaches the client, only metrics
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """A configured model as the proxy calls it (built once, at startup)."""
+class _Failed(Exception):
+    """No usable answer: the error to send and the model it is about."""
 
-    name: str
-    url: httpx.URL
-    model_id: str
-    vision: bool
-    headers: dict[str, str]
-    timeout: httpx.Timeout
-    problem: str | None = None  # why it cannot be called (no base_url, key not set)
-
-
-def build_upstream(model: ModelConfig, default_timeout_s: float, connect_s: float) -> Upstream:
-    """Resolve URL, API key and timeouts, once at startup.
-
-    The key comes from the env var named by ``api_key_env`` (keys are never in the file).
-    A model whose key is unset, or that has no ``base_url``, stays in the config (recommend
-    answers and manual routing still name it) but is skipped as a proxy candidate, so
-    traffic falls back to the next model instead of sending unauthenticated calls; the
-    startup log says so, and a request with no usable candidate left gets a 502 naming
-    the missing variable (never a key)."""
-    headers = {"user-agent": f"llm-router/{__version__}", **model.headers}
-    problem = None if model.base_url else "no base_url in the routing config"
-    if model.api_key_env:
-        key = os.environ.get(model.api_key_env, "").strip()
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        elif problem is None:
-            problem = f"API key env var {model.api_key_env} is not set"
-    return Upstream(
-        name=model.name,
-        url=httpx.URL((model.base_url or "http://unset.invalid").rstrip("/") + "/chat/completions"),
-        model_id=model.upstream_model or model.name,
-        vision=model.vision,
-        headers=headers,
-        timeout=httpx.Timeout(model.timeout_s or default_timeout_s, connect=connect_s),
-        problem=problem,
-    )
-
-
-class _Retryable(Exception):
-    """One attempt failed in a way another upstream may not (error, timeout, 429, 5xx)."""
-
-    def __init__(self, detail: str, timeout: bool = False) -> None:
-        super().__init__(detail)
-        self.detail, self.timeout = detail, timeout
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """A usable upstream answer: a whole body, or an open stream and its first chunk."""
-
-    upstream: Upstream
-    response: httpx.Response
-    started: float
-    body: bytes = b""
-    chunks: AsyncIterator[bytes] | None = None
-    upstream_s: float = 0.0  # time spent waiting on upstreams, all attempts
+    def __init__(self, error: RouterError, model: str) -> None:
+        super().__init__(error.message)
+        self.error, self.model = error, model
 
 
 class _NoCookies(CookieJar):
@@ -105,10 +60,6 @@ class _NoCookies(CookieJar):
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
-
-
-def _status_class(status: int) -> str:
-    return f"{status // 100}xx"
 
 
 class Proxy:
@@ -120,13 +71,21 @@ class Proxy:
         # one client serves every user: never keep an upstream's cookies for the next request
         self.http.cookies = _NoCookies()
         self.settings = state.settings.proxy
-        self.upstreams = {
-            m.name: build_upstream(m, self.settings.timeout_s, self.settings.connect_timeout_s)
-            for m in state.config.models
-        }
+        # re-sends after a stale pooled connection go out on a new connection, never pooled
+        self.fresh = httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=self.settings.max_connections, max_keepalive_connections=0
+            ),
+            follow_redirects=False,
+            cookies=_NoCookies(),
+        )
+        self.upstreams = {m.name: build_upstream(m, self.settings) for m in state.config.models}
         for up in self.upstreams.values():
             if up.problem:  # skipped as a candidate at request time (see forward)
                 get_logger().warning("upstream_unusable", model=up.name, problem=up.problem)
+
+    async def aclose(self) -> None:
+        await self.fresh.aclose()
 
     # -- request entry ---------------------------------------------------------------
     async def forward(
@@ -162,10 +121,10 @@ class Proxy:
                 get_logger().info("client_disconnected", phase="before_first_byte")
                 return Response(status_code=CLIENT_CLOSED)
             outcome = calls.result()
-        except (UpstreamError, UpstreamTimeoutError) as exc:
+        except _Failed as exc:
             gone.cancel()
-            response = error_response(exc)
-            response.headers.update(route_headers)
+            response = error_response(exc.error)
+            response.headers.update({**route_headers, "x-router-model": exc.model})
             return response
         except BaseException:
             gone.cancel()
@@ -219,44 +178,68 @@ class Proxy:
         body: dict[str, Any],
         headers: dict[str, str],
         stream: bool,
-    ) -> _Outcome:
-        """Try candidates in order until one answers usably; raise 502/504 when none does."""
+    ) -> Answer:
+        """Try candidates in order until one answers usably, falling back only where
+        that cannot make an upstream do (and bill) the work twice (see app/upstream.py).
+
+        When every attempt was rate limited, the last 429 is passed through as the
+        upstream sent it (body and ``retry-after``); otherwise _Failed carries a 502/504."""
         deadline = time.perf_counter() + self.settings.total_timeout_s
         failures: list[str] = []
         considered: list[str] = []
-        upstream_s, tried, timed_out = 0.0, 0, False
-        log = get_logger()
+        last: AttemptFailed | None = None
+        rate_limited: tuple[Upstream, AttemptFailed] | None = None
+        upstream_s, tried, limited, model = 0.0, 0, 0, candidates[0].name
         for up in candidates:
             if tried >= self.settings.max_attempts:
                 break
             if considered:
-                self.metrics.upstream_fallbacks.labels(considered[-1], up.name).inc()
+                reason = last.outcome if last is not None else "unusable"
+                self.metrics.upstream_fallbacks.labels(considered[-1], up.name, reason).inc()
             considered.append(up.name)
+            last = None
             if up.problem:
                 failures.append(f"{up.name}: {up.problem}")
+                model = up.name
                 continue
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 failures.append("total_timeout_s exhausted")
-                timed_out = True
+                last = AttemptFailed("timeout", "", fallback=False, timeout=True)
                 break
-            tried += 1
+            tried, model = tried + 1, up.name
             body["model"] = up.model_id
             started = time.perf_counter()
             try:
                 outcome = await self._attempt(up, orjson.dumps(body), headers, stream, remaining)
-            except _Retryable as exc:
+            except ProxySaturatedError as exc:
+                self.metrics.rejected.labels("proxy_saturated").inc()
+                raise _Failed(exc, up.name) from None
+            except AttemptFailed as exc:
                 upstream_s += time.perf_counter() - started
                 failures.append(f"{up.name}: {exc.detail}")
-                timed_out = exc.timeout
-                log.warning("upstream_attempt_failed", model=up.name, error=exc.detail)
+                last = exc
+                if exc.outcome == "429":
+                    limited, rate_limited = limited + 1, (up, exc)
+                get_logger().warning(
+                    "upstream_attempt_failed", model=up.name, outcome=exc.outcome, error=exc.detail
+                )
+                if not exc.fallback:
+                    break
                 continue
             outcome.upstream_s = upstream_s + time.perf_counter() - started
             return outcome
+        if tried and limited == tried and rate_limited and (sent := rate_limited[1].response):
+            up, limit = rate_limited  # pass the upstream's 429 (and retry-after) through
+            answer = limit.body or error_body(
+                429, "the upstream is rate limiting; retry later", "rate_limit_error", None,
+                "rate_limited",
+            )  # fmt: skip
+            return Answer(up, sent, 0.0, answer, upstream_s=upstream_s)
         message = f"no upstream answered (tried {', '.join(considered)}): " + "; ".join(failures)
-        if timed_out:
-            raise UpstreamTimeoutError(message)
-        raise UpstreamError(message)
+        timed_out = last is not None and last.timeout
+        error = UpstreamTimeoutError(message) if timed_out else UpstreamError(message)
+        raise _Failed(error, model)
 
     async def _attempt(
         self,
@@ -265,49 +248,24 @@ class Proxy:
         headers: dict[str, str],
         stream: bool,
         budget_s: float,
-    ) -> _Outcome:
-        """One upstream call, up to its whole body (or its first streamed chunk)."""
-        request = self.http.build_request(
-            "POST", up.url, content=payload, headers={**headers, **up.headers}, timeout=up.timeout
-        )
-        started = time.perf_counter()
-        response: httpx.Response | None = None
+    ) -> Answer:
+        """One upstream call, up to its whole body (or its first streamed chunk); a
+        request lost on a stale pooled connection is sent once more, on a new connection."""
         try:
             async with asyncio.timeout(budget_s):
-                response = await self.http.send(request, stream=True)
-                self.metrics.upstream_ttfb.labels(up.name).observe(time.perf_counter() - started)
-                status = response.status_code
-                self.metrics.upstream_requests.labels(up.name, _status_class(status)).inc()
-                if status == 429 or status >= 500:
-                    raise _Retryable(f"HTTP {status}")
-                if stream and status < 300:
-                    chunks = response.aiter_raw()
-                    first = await anext(chunks, b"")
-                    return _Outcome(up, response, started, first, chunks)
-                body = b"".join([chunk async for chunk in response.aiter_raw()])
-        except _Retryable:
-            await response.aclose()  # type: ignore[union-attr]
-            raise
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            await self._failed(up, response, "timeout")
-            raise _Retryable(f"timeout ({type(exc).__name__})", timeout=True) from None
-        except httpx.TransportError as exc:
-            await self._failed(up, response, "error")
-            raise _Retryable(f"connection error ({type(exc).__name__})") from None
-        except asyncio.CancelledError:
-            await self._failed(up, response, "cancelled")
-            raise
-        self.metrics.upstream_duration.labels(up.name).observe(time.perf_counter() - started)
-        return _Outcome(up, response, started, body)
+                try:
+                    return await exchange(self.http, self.metrics, up, payload, headers, stream)
+                except AttemptFailed as exc:
+                    if exc.outcome != "stale_connection":
+                        raise
+                    get_logger().info("upstream_stale_connection_retried", model=up.name)
+                return await exchange(self.fresh, self.metrics, up, payload, headers, stream)
+        except TimeoutError:
+            raise AttemptFailed(
+                "timeout", "timeout (total_timeout_s exhausted)", fallback=False, timeout=True
+            ) from None
 
-    async def _failed(self, up: Upstream, response: httpx.Response | None, kind: str) -> None:
-        """Account for an attempt that ended without a usable response, and release it."""
-        if response is None:
-            self.metrics.upstream_requests.labels(up.name, kind).inc()
-        else:
-            await response.aclose()
-
-    def _stream_done(self, outcome: _Outcome, result: str) -> None:
+    def _stream_done(self, outcome: Answer, result: str) -> None:
         self.metrics.upstream_duration.labels(outcome.upstream.name).observe(
             time.perf_counter() - outcome.started
         )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag
 
 from strategies.base import RouteOptions, RoutingDecision
 
@@ -30,13 +30,41 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+class OtherPart(BaseModel):
+    """Any other content part (``refusal``, ``input_audio``, ``file``, future types): not
+    analysed, forwarded verbatim in proxy mode (the original JSON is what goes upstream)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+    refusal: str | None = None  # an assistant refusal's text counts as conversation text
+
+
+def _part_kind(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(kind, str):
+        return None  # not a part: pydantic reports the missing/invalid ``type``
+    return kind if kind in ("text", "image_url") else "other"
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("text")]
+    | Annotated[ImagePart, Tag("image_url")]
+    | Annotated[OtherPart, Tag("other")],
+    Discriminator(
+        _part_kind,
+        custom_error_type="invalid_content_part",
+        custom_error_message="a content part needs a string 'type'",
+    ),
+]
+# every role OpenAI accepts; ``function`` is the legacy form of ``tool``
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Role
     content: str | list[ContentPart] | None = None
 
 

@@ -187,6 +187,20 @@ class ProxySettings(BaseModel):
         120.0, gt=0.0, description="Time budget for all attempts before the first byte."
     )
     max_connections: int = Field(512, ge=1, description="Pooled upstream connections.")
+    pool_timeout_s: float = Field(
+        5.0,
+        gt=0.0,
+        description="Wait for a free pooled connection before answering 503 proxy_saturated.",
+    )
+    connect_retries: int = Field(
+        1, ge=0, description="Extra tries of a failed upstream connect (nothing was sent)."
+    )
+    keepalive_expiry_s: float = Field(
+        4.0,
+        ge=0.0,
+        description="Close idle upstream connections after this long (keep it below the "
+        "upstreams' idle timeout, e.g. 5 s for nginx/uvicorn).",
+    )
 
 
 class Settings(BaseSettings):

@@ -205,9 +205,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--name", default="upstream")
+    parser.add_argument(
+        "--keep-alive", type=float, default=5.0, help="close connections idle this long (s)"
+    )
     args = parser.parse_args(argv)
     app = create_upstream_app(UpstreamState(name=args.name))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=args.keep_alive,
+    )
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_vision_request_goes_to_vision_model(
     assert secondary.state.requests[0]["body"]["model"] == "eyes-model"
 
 
-@pytest.mark.parametrize("mode", ["error:500", "error:429", "stall"])
+@pytest.mark.parametrize("mode", ["error:500", "error:429", "error:503"])
 def test_failing_primary_falls_back(
     client: openai.OpenAI, primary: UpstreamServer, mode: str
 ) -> None:
@@ -142,6 +142,19 @@ def test_failing_primary_falls_back(
     assert raw.parse().choices[0].message.content == "secondary says: hi"
     assert raw.headers["x-router-model"] == "secondary"
     assert len(primary.state.requests) == 1
+
+
+def test_read_timeout_is_504_not_resent(
+    client: openai.OpenAI, primary: UpstreamServer, secondary: UpstreamServer
+) -> None:
+    """The primary may still finish (and bill) the answer: no second model without
+    retry_on_timeout."""
+    primary.state.modes["primary-model"] = "stall"
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="router", messages=[user("hi")])
+    assert info.value.status_code == 504
+    assert info.value.response.headers["x-router-model"] == "primary"
+    assert len(primary.state.requests) == 1 and secondary.state.requests == []
 
 
 def test_killed_primary_falls_back(client: openai.OpenAI, primary: UpstreamServer) -> None:

@@ -30,6 +30,14 @@ CONFIG = RoutingConfig.model_validate(
         ]
     }
 )
+
+
+def opted_in(*names: str) -> RoutingConfig:
+    """CONFIG with ``retry_on_timeout: true`` on the named models."""
+    models = [m.model_dump() | {"retry_on_timeout": m.name in names} for m in CONFIG.models]
+    return RoutingConfig.model_validate({"models": models})
+
+
 URLS = {m.name: f"{(m.base_url or '').rstrip('/')}/chat/completions" for m in CONFIG.models}
 
 

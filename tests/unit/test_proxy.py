@@ -66,7 +66,10 @@ async def test_missing_key_skips_model(monkeypatch: pytest.MonkeyPatch) -> None:
         metrics = (await client.get("/metrics")).text
     assert resp.status_code == 200 and resp.headers["x-router-model"] == "beta"
     assert not mock.routes["alpha"].called
-    assert 'llm_router_upstream_fallbacks_total{from_model="alpha",to_model="beta"} 1.0' in metrics
+    assert (
+        'llm_router_upstream_fallbacks_total{from_model="alpha",reason="unusable",to_model="beta"}'
+        in metrics
+    )
     only_alpha = RoutingConfig.model_validate({"models": [CONFIG.models[0].model_dump()]})
     async with proxy(monkeypatch, config=only_alpha, key=None) as (client, mock):
         resp = await client.post(CHAT, json={"messages": [user("hi")]})
@@ -89,15 +92,15 @@ async def test_client_errors_returned_as_is(monkeypatch: pytest.MonkeyPatch, sta
     assert not mock.routes["beta"].called
 
 
+# the upstream provably did no work (no connection) or answered with an error: fall back
 FAILURES = {
     "connect_error": httpx.ConnectError("refused"),
     "connect_timeout": httpx.ConnectTimeout("slow connect"),
-    "read_timeout": httpx.ReadTimeout("slow answer"),
-    "protocol_error": httpx.RemoteProtocolError("peer closed"),
     "429": httpx.Response(429, json={"error": {"message": "slow down"}}),
     "500": httpx.Response(500, text="boom"),
     "503": httpx.Response(503, json={"error": {"message": "overloaded"}}),
 }
+REASONS = {"connect_error": "connect_error", "connect_timeout": "connect_timeout"}
 
 
 @pytest.mark.parametrize("kind", list(FAILURES))
@@ -111,7 +114,9 @@ async def test_fallback_on_each_failure_kind(monkeypatch: pytest.MonkeyPatch, ki
     assert resp.json()["choices"][0]["message"]["content"] == "from beta"
     assert resp.headers["x-router-model"] == "beta"
     assert sent(mock.routes["beta"])["model"] == "beta"
-    assert 'llm_router_upstream_fallbacks_total{from_model="alpha",to_model="beta"} 1.0' in metrics
+    reason = REASONS.get(kind, "429" if kind == "429" else "5xx")
+    line = f'{{from_model="alpha",reason="{reason}",to_model="beta"}} 1.0'
+    assert "llm_router_upstream_fallbacks_total" + line in metrics
 
 
 async def test_all_failing_is_502_naming_models(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,10 +205,12 @@ async def test_metrics_after_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
             assert (await client.post(CHAT, json={"messages": [user("hi")]})).status_code == 200
         text = (await client.get("/metrics")).text
     for line in (
-        'llm_router_upstream_requests_total{model="alpha",status="5xx"} 1.0',
-        'llm_router_upstream_requests_total{model="alpha",status="error"} 1.0',
-        'llm_router_upstream_requests_total{model="beta",status="2xx"} 2.0',
-        'llm_router_upstream_fallbacks_total{from_model="alpha",to_model="beta"} 2.0',
+        'llm_router_upstream_requests_total{model="alpha",outcome="5xx"} 1.0',
+        'llm_router_upstream_requests_total{model="alpha",outcome="connect_error"} 1.0',
+        'llm_router_upstream_requests_total{model="beta",outcome="2xx"} 2.0',
+        'llm_router_upstream_fallbacks_total{from_model="alpha",reason="5xx",to_model="beta"} 1.0',
+        'llm_router_upstream_fallbacks_total{from_model="alpha",reason="connect_error",'
+        'to_model="beta"} 1.0',
         'llm_router_upstream_ttfb_seconds_count{model="beta"} 2.0',
         'llm_router_upstream_duration_seconds_count{model="beta"} 2.0',
         "llm_router_proxy_overhead_seconds_count 2.0",

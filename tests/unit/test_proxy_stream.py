@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from tests.helpers import user
-from tests.unit.proxy_support import SSE, proxy, sse
+from tests.unit.proxy_support import SSE, opted_in, proxy, sse
 
 CHAT = "/v1/chat/completions"
 STREAM = {"messages": [user("hi")], "stream": True, "stream_options": {"include_usage": True}}
@@ -36,9 +36,8 @@ async def test_stream_relayed_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> 
         httpx.Response(503),
         httpx.Response(429),
         httpx.ConnectError("refused"),
-        httpx.ReadTimeout("slow"),
     ],
-    ids=["503", "429", "connect", "timeout"],
+    ids=["503", "429", "connect"],
 )
 async def test_stream_falls_back_before_first_byte(
     monkeypatch: pytest.MonkeyPatch, failure: object
@@ -52,12 +51,26 @@ async def test_stream_falls_back_before_first_byte(
     assert resp.headers["x-router-model"] == "beta"
 
 
-async def test_stream_failing_before_any_chunk_falls_back(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ReadTimeout("slow"), sse([], fail=httpx.ReadError("reset"))],
+    ids=["read-timeout", "broken-before-first-chunk"],
+)
+async def test_stream_not_resent_once_upstream_had_it(
+    monkeypatch: pytest.MonkeyPatch, failure: object
 ) -> None:
-    """Headers arrived but the body broke before a byte of it: still safe to retry."""
+    """The request reached the upstream (it may be generating, and billing): no fallback
+    unless the model opts in with retry_on_timeout."""
     async with proxy(monkeypatch) as (client, mock):
-        mock.routes["alpha"].mock(return_value=sse([], fail=httpx.ReadError("reset")))
+        mock.routes["alpha"].mock(side_effect=[failure])
+        mock.routes["beta"].mock(return_value=sse())
+        resp = await client.post(CHAT, json=STREAM)
+    assert resp.status_code in (502, 504)
+    assert resp.headers["x-router-model"] == "alpha"
+    assert not mock.routes["beta"].called
+    config = opted_in("alpha")
+    async with proxy(monkeypatch, config=config) as (client, mock):
+        mock.routes["alpha"].mock(side_effect=[failure])
         mock.routes["beta"].mock(return_value=sse())
         resp = await client.post(CHAT, json=STREAM)
     assert resp.status_code == 200
