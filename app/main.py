@@ -21,7 +21,9 @@ import httpx
 from fastapi import FastAPI
 
 from app import __version__
+from app.admission import Admission
 from app.config import RoutingConfig, load_routing_config
+from app.cpus import usable_cpus
 from app.errors import install_error_handlers
 from app.logs import configure_logging, get_logger
 from app.metrics import RouterMetrics
@@ -43,7 +45,7 @@ class RouterState:
     start_error: str | None = None
     http: httpx.AsyncClient | None = None
     proxy: Any = None
-    active: int = 0
+    admission: Admission = field(init=False)
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -62,7 +64,7 @@ def _backend_label(settings: Settings) -> str:
 def _set_torch_threads(requested: int) -> None:
     """Bound torch's thread pool when the strategy uses torch (its default, one thread
     per core, fights the event loop for CPU and gives long latency tails)."""
-    threads = requested or max(1, (os.cpu_count() or 2) - 1)
+    threads = requested or max(1, usable_cpus() - 1)
     torch = sys.modules.get("torch")
     if torch is None:  # torch reads this when it first starts its thread pool
         os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -107,6 +109,10 @@ def create_app(
     resolve(settings.strategy)  # an unknown name fails now, listing the valid ones
     metrics = RouterMetrics()
     state = RouterState(settings=settings, config=config, metrics=metrics)
+    limits = settings.limits
+    state.admission = Admission(
+        limits.max_concurrency, limits.max_queued, limits.queue_timeout_s, metrics
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -86,6 +86,14 @@ class AutoSettings(BaseModel):
     artifact: str | None = Field(
         None, description="Router artifact directory; overrides 'auto.artifact' in the config."
     )
+    timeout_s: float = Field(
+        5.0, gt=0.0, description="Per-request scoring timeout in seconds (queue wait included)."
+    )
+    on_error: Literal["fallback", "error"] = Field(
+        "fallback",
+        description="When scoring fails or times out: route to the fallback model "
+        "(reason 'fallback') or answer 503.",
+    )
 
 
 class BatchSettings(BaseModel):
@@ -113,7 +121,15 @@ class LimitSettings(BaseModel):
         40_000_000, ge=1, description="Largest image, in pixels (width x height)."
     )
     max_concurrency: int = Field(
-        256, ge=1, description="Requests routed at once before new ones get 429."
+        256, ge=1, description="Requests handled at once; more wait in the admission queue."
+    )
+    queue_timeout_s: float = Field(
+        2.0,
+        ge=0.0,
+        description="How long a request may wait for a slot before 429 (0 = reject at once).",
+    )
+    max_queued: int = Field(
+        1024, ge=0, description="Requests waiting for a slot before new ones get 429 at once."
     )
 
 
@@ -165,8 +181,8 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="Torch intra-op threads for encoders (0 = CPU cores - 1, at "
-        "least 1, leaving a core for HTTP).",
+        description="Torch intra-op threads for encoders (0 = usable CPUs - 1, at "
+        "least 1, leaving a core for HTTP; usable = CPU affinity and cgroup quota).",
     )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
