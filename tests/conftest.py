@@ -28,7 +28,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _reset_fake_strategy() -> None:
-    from tests.fakes import FakeStrategy
+    from tests.fakes import FakeStrategy, Faults
 
+    Faults.reset()
     FakeStrategy.start_gate = None
     FakeStrategy.fail_start = None

@@ -98,7 +98,9 @@ async def test_max_concurrency_reached_answers_429(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(FakeStrategy, "route", held)
     body = {"messages": [user("hi")]}
-    async with app_client(make_settings(limits={"max_concurrency": 1})) as client:
+    async with app_client(
+        make_settings(limits={"max_concurrency": 1, "queue_timeout_s": 0.05})
+    ) as client:
         first = asyncio.create_task(client.post(CHAT, json=body))
         await asyncio.wait_for(entered.wait(), 5)
         rejected = await client.post(CHAT, json=body)
