@@ -131,6 +131,8 @@ def main() -> None:
     requests = 100 if args.quick else 300
     run_module("bench.bench_parsing", ["--repeat", "10" if args.quick else "30"])
     service(requests, [1, 16, 64])
+    # goodput at the concurrency limit vs 2x and 8x it, retrying clients (target >= 0.8)
+    run_module("bench.bench_overload", ["--duration", "5" if args.quick else "10"])
     run_module("bench.plot", [])
     if VENVS["clip"].exists():
         run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"], VENVS["clip"])
