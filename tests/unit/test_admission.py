@@ -238,3 +238,27 @@ async def test_client_disconnect_mid_body_is_499_and_one_log_line(
 def test_the_recommendation_stream_is_async() -> None:
     decision = RoutingDecision(model="m", strategy="s", reason="r")
     assert inspect.isasyncgen(recommendation_stream(decision, 0.001))  # no thread per chunk
+
+
+async def test_admission_is_fifo_and_a_cancelled_waiter_leaks_no_slot() -> None:
+    from app.admission import Admission
+    from app.metrics import RouterMetrics
+
+    admission = Admission(limit=1, max_queued=4, timeout_s=5, metrics=RouterMetrics())
+    holder = await admission.acquire()
+    order: list[int] = []
+
+    async def wait(i: int) -> None:
+        slot = await admission.acquire()
+        order.append(i)
+        slot.release()
+
+    waiters = [asyncio.create_task(wait(i)) for i in range(3)]
+    await until(lambda: admission.queued == 3)
+    waiters[1].cancel()  # a client that went away while queued
+    await until(lambda: admission.queued == 2)
+    holder.release()
+    holder.release()  # idempotent: one slot, released once
+    await asyncio.gather(waiters[0], waiters[2])
+    assert order == [0, 2]
+    assert admission.active == 0 and admission.queued == 0
