@@ -43,6 +43,28 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _drain_server(config: Any) -> Any:
+    """A uvicorn server for which SIGTERM means "drain, then exit 0".
+
+    uvicorn re-raises a captured SIGTERM after its graceful shutdown, so a clean drain
+    ended as "killed by SIGTERM" (exit 143) and orchestrators logged it as a failure.
+    SIGINT keeps uvicorn's behaviour (Ctrl-C: exit 130).
+    """
+    import signal
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list) and signal.SIGTERM in captured:
+                    captured.remove(signal.SIGTERM)
+
+    return DrainingServer(config)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -67,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             holder["server"].should_exit = True
 
     app = create_app(settings, on_fatal=on_fatal)
-    server = uvicorn.Server(
+    server = _drain_server(
         uvicorn.Config(
             app,
             host=settings.host,

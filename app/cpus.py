@@ -1,6 +1,9 @@
-"""How many CPU cores this process may really use: its affinity mask, capped by a cgroup
-CPU quota (containers). ``os.cpu_count()`` reports the host's cores and over-subscribes
-worker processes and torch threads inside a container limited to fewer.
+"""How many CPUs this process may really use.
+
+``os.cpu_count()`` is the host's count: inside a container with a 4-CPU quota on a
+64-core host it says 64, and a torch pool of 63 threads thrashes under the quota. The
+usable count is the smallest of the CPU affinity mask and the cgroup CPU quota
+(v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded up, at least 1.
 """
 
 from __future__ import annotations
@@ -10,46 +13,60 @@ import os
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
 
-def _affinity_count() -> int:
+def _read(path: Path) -> str | None:
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _quota_v2(root: Path) -> float | None:
-    """cgroup v2 ``cpu.max`` ("max 100000" or "<quota> <period>"), in cores."""
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
+        return path.read_text().strip()
+    except OSError:
         return None
-    if quota == "max" or int(period) <= 0:
-        return None
-    return int(quota) / int(period)
 
 
-def _quota_v1(root: Path) -> float | None:
-    """cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1 = unlimited), in cores."""
-    for base in (root / "cpu", root / "cpu,cpuacct", root):
-        try:
-            quota = int((base / "cpu.cfs_quota_us").read_text())
-            period = int((base / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            continue
-        if quota <= 0 or period <= 0:
-            return None
-        return quota / period
+def _own_cgroup_dirs(root: Path, proc_cgroup: Path) -> list[Path]:
+    """This process's cgroup directories (v2 path from /proc/self/cgroup), then the root."""
+    dirs: list[Path] = []
+    for line in (_read(proc_cgroup) or "").splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers and path not in ("", "/"):
+            dirs.append(root / path.lstrip("/"))
+    dirs.append(root)
+    return dirs
+
+
+def cgroup_cpu_limit(
+    root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP
+) -> float | None:
+    """The cgroup CPU quota in CPUs (e.g. 2.5), or None when unlimited or unknown."""
+    for directory in _own_cgroup_dirs(root, proc_cgroup):
+        text = _read(directory / "cpu.max")  # v2: "<quota|max> <period>"
+        if text is not None:
+            quota, _, period = text.partition(" ")
+            if quota == "max" or not period:
+                return None
+            return _ratio(quota, period)
+    for v1 in (root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"):
+        quota_text = _read(v1 / "cpu.cfs_quota_us")
+        period_text = _read(v1 / "cpu.cfs_period_us")
+        if quota_text is not None and period_text is not None:
+            return _ratio(quota_text, period_text)
     return None
 
 
-def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
-    """Cores available to this process: affinity ∩ cgroup quota (rounded up), at least 1."""
-    cores = _affinity_count()
-    quota = _quota_v2(cgroup_root)
-    if quota is None:
-        quota = _quota_v1(cgroup_root)
-    if quota is not None:
-        cores = min(cores, math.ceil(quota))
-    return max(1, cores)
+def _ratio(quota: str, period: str) -> float | None:
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None  # v1 says -1 for "no quota"
+
+
+def usable_cpus(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """CPUs this process can use: affinity mask and cgroup quota, at least 1."""
+    sched_getaffinity = getattr(os, "sched_getaffinity", None)  # not on macOS/Windows
+    count = len(sched_getaffinity(0)) if sched_getaffinity else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(root, proc_cgroup)
+    if limit is not None:
+        count = min(count, math.ceil(limit))
+    return max(1, count)

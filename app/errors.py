@@ -1,8 +1,10 @@
-"""Domain errors and the one function that turns any exception into OpenAI's error shape.
+"""HTTP-level errors and the one function that turns any exception into OpenAI's error shape.
 
-``{"error": {"message", "type", "param", "code"}}`` with the right status. Messages are
-short and never echo payloads; unexpected exceptions become a generic 500 whose detail
-goes to the log only.
+``{"error": {"message", "type", "param", "code"}}`` with the right status. The domain
+hierarchy lives at the bottom of the layering (:mod:`models.errors`) so strategies and
+model code raise it too; :data:`STATUS` below is the one place each error class gets its
+HTTP status. Messages are short and never echo payloads; unexpected exceptions become a
+generic 500 whose detail goes to the log only.
 """
 
 from __future__ import annotations
@@ -17,63 +19,84 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from models.batching import QueueFullError
-from strategies.base import NoEligibleModelError, StrategyUnavailableError
+from models.errors import (
+    BadRequestError,
+    ClientClosedError,
+    OverloadedError,
+    RouterError,
+    UnavailableError,
+)
+
+__all__ = [
+    "BadRequestError",
+    "NotFoundError",
+    "NotReadyError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "RouterError",
+    "UnauthorizedError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "error_response",
+    "to_openai_error",
+]
 
 MAX_MESSAGE_CHARS = 600
-
-
-class RouterError(Exception):
-    """Base of the domain errors: each knows its HTTP status and OpenAI error type."""
-
-    status = 500
-    type = "server_error"
-    code: str | None = None
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        if code is not None:
-            self.code = code
-
-
-class BadRequestError(RouterError):
-    status, type, code = 400, "invalid_request_error", "invalid_request"
+CLIENT_CLOSED = 499  # nginx's "client closed request": a status label, never sent
 
 
 class UnauthorizedError(RouterError):
-    status, type, code = 401, "authentication_error", "invalid_api_key"
+    code = "invalid_api_key"
 
 
 class NotFoundError(RouterError):
-    status, type, code = 404, "invalid_request_error", "not_found"
+    code = "not_found"
 
 
 class PayloadTooLargeError(RouterError):
-    status, type, code = 413, "invalid_request_error", "request_too_large"
-
-
-class OverloadedError(RouterError):
-    status, type, code = 429, "rate_limit_error", "overloaded"
+    code = "request_too_large"
 
 
 class UpstreamError(RouterError):
-    status, type, code = 502, "upstream_error", "upstream_error"
+    code = "upstream_error"
 
 
-class UpstreamTimeoutError(RouterError):
-    status, type, code = 504, "upstream_error", "upstream_timeout"
+class UpstreamTimeoutError(UpstreamError):
+    code = "upstream_timeout"
 
 
-class ProxySaturatedError(RouterError):
+class ProxySaturatedError(UnavailableError):
     """Every pooled upstream connection is busy: local saturation, not an upstream fault."""
 
-    status, type, code = 503, "service_unavailable", "proxy_saturated"
+    code = "proxy_saturated"
 
 
-class NotReadyError(RouterError):
-    status, type, code = 503, "service_unavailable", "not_ready"
+class NotReadyError(UnavailableError):
+    code = "not_ready"
+
+
+# Each domain error class → (HTTP status, OpenAI error type). Looked up along the MRO,
+# so a subclass inherits its parent's status unless it is listed itself.
+STATUS: dict[type[RouterError], tuple[int, str]] = {
+    RouterError: (500, "server_error"),
+    BadRequestError: (400, "invalid_request_error"),
+    UnauthorizedError: (401, "authentication_error"),
+    NotFoundError: (404, "invalid_request_error"),
+    PayloadTooLargeError: (413, "invalid_request_error"),
+    OverloadedError: (429, "rate_limit_error"),
+    ClientClosedError: (CLIENT_CLOSED, "invalid_request_error"),
+    UpstreamError: (502, "upstream_error"),
+    UpstreamTimeoutError: (504, "upstream_error"),
+    UnavailableError: (503, "service_unavailable"),
+}
+
+
+def status_of(exc: RouterError) -> tuple[int, str]:
+    """The HTTP status and OpenAI error type of a domain error."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return STATUS[RouterError]
 
 
 def error_body(status: int, message: str, type_: str, param: str | None, code: str | None) -> bytes:
@@ -103,15 +126,11 @@ def to_openai_error(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and extra headers for any exception."""
     headers: dict[str, str] = {}
     if isinstance(exc, RouterError):
-        status, msg, type_, param, code = exc.status, exc.message, exc.type, exc.param, exc.code
+        (status, type_), msg, param, code = status_of(exc), exc.message, exc.param, exc.code
+        if status == 500:  # a domain error that is our fault: no detail to the client
+            msg = "internal error"
         if isinstance(exc, UnauthorizedError):
             headers["www-authenticate"] = "Bearer"
-    elif isinstance(exc, QueueFullError):
-        status, msg, type_, param, code = 429, str(exc), "rate_limit_error", None, "overloaded"
-    elif isinstance(exc, NoEligibleModelError):
-        status, msg, type_, param, code = 400, str(exc), "invalid_request_error", None, "no_model"
-    elif isinstance(exc, StrategyUnavailableError):
-        status, msg, type_, param, code = 503, str(exc), "service_unavailable", None, "unavailable"
     elif isinstance(exc, RequestValidationError | ValidationError):
         msg, param = _validation_message(list(exc.errors()))
         status, type_, code = 400, "invalid_request_error", "invalid_request"
@@ -131,26 +150,28 @@ def error_response(exc: BaseException) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-EXPECTED = (
-    RouterError,
-    QueueFullError,
-    NoEligibleModelError,
-    StrategyUnavailableError,
-    RequestValidationError,
-    ValidationError,
-    StarletteHTTPException,
-)
+EXPECTED = (RouterError, RequestValidationError, ValidationError, StarletteHTTPException)
+
+
+def log_failure(exc: BaseException) -> None:
+    """One log line for a failed request: a traceback only for unexpected errors."""
+    log = structlog.get_logger("llm_router")
+    if isinstance(exc, ClientClosedError):
+        log.info("client_disconnected")
+    elif not isinstance(exc, EXPECTED) or (
+        isinstance(exc, RouterError) and status_of(exc)[0] == 500
+    ):
+        log.error("request_failed", error_type=type(exc).__name__, exc_info=exc)
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, EXPECTED):
-        structlog.get_logger("llm_router").exception(
-            "request_failed", error_type=type(exc).__name__
-        )
+    log_failure(exc)
     return error_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the one error function for domain, HTTP, validation and any other error."""
+    """Register the one error function for domain, HTTP and validation errors. Anything
+    else is answered by :class:`app.middleware.RouterMiddleware` (inside which the request
+    id and metrics live); the ``Exception`` handler is only a last resort."""
     for exc_type in (*EXPECTED, Exception):
         app.add_exception_handler(exc_type, _handle)

@@ -21,6 +21,7 @@ import httpx
 from fastapi import FastAPI
 
 from app import __version__
+from app.admission import Admission
 from app.config import RoutingConfig, load_routing_config
 from app.errors import install_error_handlers
 from app.image_loader import ImageLoader
@@ -47,7 +48,7 @@ class RouterState:
     images: ImageLoader | None = None
     proxy: Any = None
     workers: WorkerGroup | None = None
-    active: int = 0
+    admission: Admission = field(init=False)
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -115,6 +116,10 @@ def create_app(
     metrics = RouterMetrics()
     state = RouterState(
         settings=settings, config=config, metrics=metrics, workers=WorkerGroup.from_env(settings)
+    )
+    limits = settings.limits
+    state.admission = Admission(
+        limits.max_concurrency, limits.max_queued, limits.queue_timeout_s, metrics
     )
 
     @contextlib.asynccontextmanager

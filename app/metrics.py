@@ -108,9 +108,20 @@ class RouterMetrics:
         )
         self.rejected = Counter(
             "llm_router_rejected_total",
-            "Requests refused by the router itself, by reason (overloaded, too_large, "
-            "bad_request, proxy_saturated: no free upstream connection).",
+            "Requests refused by the router itself, by reason (queue_full, queue_timeout, "
+            "encoder_queue_full, too_large, proxy_saturated: no free upstream connection).",
             ["reason"],
+            registry=r,
+        )
+        self.admission_wait = Histogram(
+            "llm_router_admission_wait_seconds",
+            "Time admitted requests waited for a slot (0 when one was free).",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.admission_queued = Gauge(
+            "llm_router_admission_queued",
+            "Requests waiting in the admission queue for a slot.",
             registry=r,
         )
         self.upstream_requests = Counter(

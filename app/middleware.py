@@ -1,6 +1,11 @@
 """One pure-ASGI middleware for what every request needs: a request id, a body-size
-limit, and request metrics (count, duration, in-flight). Pure ASGI keeps streaming
-responses streaming and costs a few microseconds per request.
+limit, request metrics (count, duration, in-flight) and the answer to unexpected errors.
+Pure ASGI keeps streaming responses streaming and costs a few microseconds per request.
+
+Unexpected exceptions are answered here (a generic 500 in OpenAI's shape), inside the
+request-id scope, so every response carries ``x-request-id`` and is counted; Starlette's
+own catch-all sits outside all middleware. A client that goes away is status 499 and
+one ``client_disconnected`` line, not a 500 with tracebacks.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
+from starlette.requests import ClientDisconnect
 
-from app.errors import PayloadTooLargeError, error_response
+from app.errors import CLIENT_CLOSED, PayloadTooLargeError, error_response, log_failure
 from app.metrics import RouterMetrics
 
 Scope = MutableMapping[str, Any]
@@ -53,10 +59,12 @@ class RouterMiddleware:
         metered = path not in UNMETERED
         endpoint = path if path in self.endpoints else "other"
         status_holder = [500]
+        started = [False]
         rid_header = (b"x-request-id", request_id.encode())
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started[0] = True
                 status_holder[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
@@ -85,6 +93,14 @@ class RouterMiddleware:
             self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive_limited, send_wrapper)
+        except ClientDisconnect:  # the client left mid-response (a stream): nobody to answer
+            status_holder[0] = CLIENT_CLOSED
+            structlog.get_logger("llm_router").info("client_disconnected")
+        except Exception as exc:  # the last resort: one log line, a 500 with the request id
+            log_failure(exc)
+            if started[0]:
+                return  # too late for an error response; the server closes the connection
+            await error_response(exc)(scope, receive, send_wrapper)
         finally:
             if metered:
                 self.metrics.in_flight.dec()

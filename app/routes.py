@@ -9,16 +9,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
+from app.admission import HeldResponse
 from app.conversation import normalise
-from app.errors import (
-    BadRequestError,
-    NotFoundError,
-    NotReadyError,
-    OverloadedError,
-    UnauthorizedError,
-)
+from app.errors import BadRequestError, NotFoundError, NotReadyError, UnauthorizedError
 from app.logs import get_logger
 from app.metrics import exposition
 from app.schemas import (
@@ -28,6 +24,7 @@ from app.schemas import (
     recommendation,
     recommendation_stream,
 )
+from models.errors import ClientClosedError
 from strategies.base import Conversation, RouteOptions, RoutingDecision
 
 if TYPE_CHECKING:
@@ -58,7 +55,10 @@ def check_api_key(request: Request) -> None:
 
 async def parse_request(request: Request) -> tuple[dict[str, Any], ChatCompletionRequest]:
     """The body as parsed JSON (what proxy mode forwards) and as a validated request."""
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        raise ClientClosedError("the client closed the connection mid-body") from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -144,22 +144,29 @@ def _log_decision(
 @router.post(CHAT_PATHS[0], openapi_extra=chat_request_openapi())
 @router.post(CHAT_PATHS[1], include_in_schema=False)
 async def chat_completions(request: Request) -> Response:
-    """Route an OpenAI chat-completions request: recommend a model, or proxy to it."""
+    """Route an OpenAI chat-completions request: recommend a model, or proxy to it.
+
+    Admission comes before the body is read, so refusing is cheap; the slot is held
+    until the response has been sent (a proxied stream counts until its last byte).
+    """
     state = _state(request)
     check_api_key(request)
-    began = time.perf_counter()
-    body, req = await parse_request(request)
     if not state.ready:
         raise NotReadyError("the router is still loading; retry shortly")
-    if state.active >= state.settings.limits.max_concurrency:
-        state.metrics.rejected.labels("overloaded").inc()
-        raise OverloadedError("too many requests in flight; retry shortly")
-    state.active += 1
+    slot = await state.admission.acquire()
     try:
-        conversation = await normalise(req, state.settings, state.images)
-        decision = await decide(state, req, conversation)
-    finally:
-        state.active -= 1
+        response = await _complete(state, request)
+    except BaseException:
+        slot.release()
+        raise
+    return HeldResponse(response, slot.release)
+
+
+async def _complete(state: RouterState, request: Request) -> Response:
+    began = time.perf_counter()
+    body, req = await parse_request(request)
+    conversation = await normalise(req, state.settings, state.images)
+    decision = await decide(state, req, conversation)
     latency = time.perf_counter() - began
     state.metrics.decisions.labels(
         decision.strategy, decision.model, decision.intent or "", decision.reason
@@ -198,8 +205,9 @@ async def ready(request: Request) -> Response:
     if state.ready:
         body = {"status": "ready", "strategy": state.settings.strategy}
         return Response(orjson.dumps(body), media_type=JSON)
-    message = state.start_error or "strategy is loading"
-    raise NotReadyError(f"not ready: {message}")
+    if state.start_error:  # the detail (paths, exception text) is in the log only
+        raise NotReadyError("not ready: the strategy failed to start; see the server log")
+    raise NotReadyError("not ready: strategy is loading")
 
 
 @router.get("/metrics")

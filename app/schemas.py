@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -170,8 +170,12 @@ def recommendation(decision: RoutingDecision, latency_s: float) -> bytes:
     )
 
 
-def recommendation_stream(decision: RoutingDecision, latency_s: float) -> Iterator[bytes]:
-    """The same decision as SSE ``chat.completion.chunk`` events ending in ``[DONE]``."""
+async def recommendation_stream(
+    decision: RoutingDecision, latency_s: float
+) -> AsyncIterator[bytes]:
+    """The same decision as SSE ``chat.completion.chunk`` events ending in ``[DONE]``.
+
+    Async: Starlette iterates a sync generator in a thread pool, one hop per chunk."""
     base = {
         "id": completion_id(),
         "object": "chat.completion.chunk",

@@ -99,6 +99,14 @@ class AutoSettings(BaseModel):
     artifact: str | None = Field(
         None, description="Router artifact directory; overrides 'auto.artifact' in the config."
     )
+    timeout_s: float = Field(
+        5.0, gt=0.0, description="Per-request scoring timeout in seconds (queue wait included)."
+    )
+    on_error: Literal["fallback", "error"] = Field(
+        "fallback",
+        description="When scoring fails or times out: route to the fallback model "
+        "(reason 'fallback') or answer 503.",
+    )
 
 
 class BatchSettings(BaseModel):
@@ -141,7 +149,15 @@ class LimitSettings(BaseModel):
         5.0, gt=0.0, description="How long an image waits for the pixel budget before 429."
     )
     max_concurrency: int = Field(
-        256, ge=1, description="Requests routed at once before new ones get 429."
+        256, ge=1, description="Requests handled at once; more wait in the admission queue."
+    )
+    queue_timeout_s: float = Field(
+        2.0,
+        ge=0.0,
+        description="How long a request may wait for a slot before 429 (0 = reject at once).",
+    )
+    max_queued: int = Field(
+        1024, ge=0, description="Requests waiting for a slot before new ones get 429 at once."
     )
 
     @model_validator(mode="after")

@@ -135,6 +135,8 @@ def main() -> None:
         "bench.bench_workers",
         ["--requests", str(2 * requests), "--rounds", "1" if args.quick else "2"],
     )
+    # goodput at the concurrency limit vs 2x and 8x it, retrying clients (target >= 0.8)
+    run_module("bench.bench_overload", ["--duration", "5" if args.quick else "10"])
     run_module("bench.plot", [])
     if VENVS["clip"].exists():
         run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"], VENVS["clip"])

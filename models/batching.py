@@ -2,9 +2,11 @@
 
 Concurrent callers ``await submit(x)``; a single worker task collects items for up to
 ``window_s`` (or until ``max_batch_size``), runs one batched call in a dedicated
-thread (never on the event loop), and resolves every caller's future, or fails them all
-with the batch's error. The queue is bounded: when full, ``submit`` raises
-:class:`QueueFullError` at once (the HTTP layer answers 429).
+thread (never on the event loop), and resolves every caller's future. When a batched call
+fails, its items are retried one by one so only the bad item fails (one poisoned input
+must not fail everyone batched with it). The queue is bounded: when full, ``submit``
+raises :class:`QueueFullError` at once (HTTP 429). ``aclose`` resolves every pending and
+in-flight future with :class:`BatcherClosedError` (HTTP 503), so no caller hangs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from models.errors import BatcherClosedError, QueueFullError
+
 if TYPE_CHECKING:
     from app.metrics import RouterMetrics
 
@@ -23,12 +27,8 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-class QueueFullError(RuntimeError):
-    """The encoder's queue is full: the service is overloaded."""
-
-
-class BatcherClosedError(RuntimeError):
-    """submit() after aclose()."""
+class BatchSizeMismatchError(Exception):
+    """The batch function returned a different number of results than inputs."""
 
 
 class MicroBatcher(Generic[In, Out]):
@@ -52,6 +52,7 @@ class MicroBatcher(Generic[In, Out]):
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._worker: asyncio.Task[None] | None = None
+        self._in_flight: list[asyncio.Future[Out]] = []
         self._closed = False
 
     def start(self) -> None:
@@ -74,6 +75,8 @@ class MicroBatcher(Generic[In, Out]):
         try:
             self._queue.put_nowait((item, future))
         except asyncio.QueueFull:
+            if self._metrics is not None:
+                self._metrics.rejected.labels("encoder_queue_full").inc()
             raise QueueFullError(
                 f"{self.name} queue is full ({self._queue.maxsize} waiting); retry later"
             ) from None
@@ -102,8 +105,37 @@ class MicroBatcher(Generic[In, Out]):
                 break
         return batch
 
-    async def _run(self) -> None:
+    async def _call(self, items: list[In]) -> Sequence[Out]:
         loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(self._executor, self._fn, items)
+        if len(results) != len(items):
+            raise BatchSizeMismatchError(
+                f"{self.name}: batch function returned {len(results)} results "
+                f"for {len(items)} inputs"
+            )
+        return results
+
+    async def _run_batch(self, live: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        try:
+            results = await self._call([item for item, _ in live])
+        except Exception as exc:  # isolation: retry one by one, fail only the bad items
+            if len(live) == 1:
+                _resolve(live[0][1], error=exc)
+                return
+            for item, fut in live:
+                if fut.done():
+                    continue
+                try:
+                    (result,) = await self._call([item])
+                except Exception as item_exc:  # the batch function's own error, per item
+                    _resolve(fut, error=item_exc)
+                else:
+                    _resolve(fut, result)
+            return
+        for (_, fut), result in zip(live, results, strict=True):
+            _resolve(fut, result)
+
+    async def _run(self) -> None:
         while True:
             batch = await self._collect()
             self._set_depth()
@@ -112,27 +144,18 @@ class MicroBatcher(Generic[In, Out]):
                 continue
             if self._metrics is not None:
                 self._metrics.batch_size.labels(self.name).observe(len(live))
+            self._in_flight = [fut for _, fut in live]
             try:
-                results = await loop.run_in_executor(
-                    self._executor, self._fn, [item for item, _ in live]
-                )
-                if len(results) != len(live):
-                    raise RuntimeError(
-                        f"{self.name}: batch function returned {len(results)} results "
-                        f"for {len(live)} inputs"
-                    )
-            except Exception as exc:  # every caller of this batch gets the same error
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), result in zip(live, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
+                await self._run_batch(live)
+            finally:
+                self._in_flight = []
 
     async def aclose(self) -> None:
-        """Stop the worker, fail anything still queued, release the thread."""
+        """Stop the worker; every queued or in-flight caller gets BatcherClosedError."""
         self._closed = True
+        closed = BatcherClosedError(f"batcher {self.name} is closed (shutting down)")
+        for fut in self._in_flight:
+            _resolve(fut, error=closed)
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +163,18 @@ class MicroBatcher(Generic[In, Out]):
             self._worker = None
         while not self._queue.empty():
             _, fut = self._queue.get_nowait()
-            if not fut.done():
-                fut.set_exception(BatcherClosedError(f"batcher {self.name} closed"))
+            _resolve(fut, error=closed)
+        self._set_depth()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _resolve(
+    fut: asyncio.Future[Out], result: Out | None = None, *, error: BaseException | None = None
+) -> None:
+    """Set a future's result or error unless its caller already gave up (timeout)."""
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)  # type: ignore[arg-type]

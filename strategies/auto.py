@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.batching import MicroBatcher
+from models.errors import StrategyError
 from strategies.base import (
     Conversation,
     NoEligibleModelError,
@@ -24,6 +25,7 @@ from strategies.base import (
     StrategyContext,
     eligible_models,
 )
+from strategies.policy import run_with_policy
 from strategies.selection import policy_params, select
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from models.encoders import Encoder
 
 
-class AutoStrategyError(RuntimeError):
+class AutoStrategyError(StrategyError):
     """The auto strategy cannot start (no artifact, mismatching artifact, encoder)."""
 
 
@@ -173,7 +175,17 @@ class AutoStrategy:
             need = "vision-capable " if conversation.has_images else ""
             raise NoEligibleModelError(f"no {need}model scored by the router is eligible")
         start = time.perf_counter()
-        probs = await self.probabilities(conversation)
+        settings = self._ctx.settings.auto
+        probs = await run_with_policy(
+            self.probabilities(conversation),
+            strategy=self.name,
+            what="router encoder",
+            timeout_s=settings.timeout_s,
+            on_error=settings.on_error,
+            metrics=metrics,
+        )
+        if probs is None:
+            return self._fallback(candidates)
         encoded = time.perf_counter()
         metrics.stage_duration.labels(self.name, "encode").observe(encoded - start)
         params = policy_params(config, options)
@@ -186,4 +198,20 @@ class AutoStrategy:
             scores={m: round(probs[m], 6) for m in candidates},
             ranking=choice.ranking,
             detail={"policy": params.policy, "encoder": self.encoder.name},
+        )
+
+    def _fallback(self, candidates: list[str]) -> RoutingDecision:
+        """The decision when scoring failed or timed out under ``on_error=fallback``: the
+        configured fallback model when eligible, else the cheapest eligible one."""
+        config = self._ctx.config
+        cost = {m: config.model(m).cost for m in candidates}
+        wanted = config.default_model()
+        model = wanted if wanted in candidates else min(candidates, key=cost.__getitem__)
+        others = sorted((m for m in candidates if m != model), key=lambda m: -cost[m])
+        return RoutingDecision(
+            model=model,
+            strategy=self.name,
+            reason="fallback",
+            ranking=[model, *others],
+            detail={"encoder": self.encoder.name},
         )

@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+# re-exported: strategies import the errors they raise from their contract module
+from models.errors import NoEligibleModelError as NoEligibleModelError
+from models.errors import StrategyUnavailableError as StrategyUnavailableError
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -36,14 +40,6 @@ def encoded_source(image: Image) -> EncodedImage | None:
     """The original bytes the edge decoded ``image`` from, when it kept them."""
     source = image.info.get(ENCODED_KEY)
     return source if isinstance(source, EncodedImage) else None
-
-
-class NoEligibleModelError(ValueError):
-    """Every model was excluded, or none can see the request's images (HTTP 400)."""
-
-
-class StrategyUnavailableError(RuntimeError):
-    """The strategy's classifier failed or timed out and policy says to answer 503."""
 
 
 @dataclass(frozen=True, slots=True)

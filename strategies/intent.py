@@ -2,13 +2,12 @@
 
 The classifier backend (``ROUTER_INTENT__BACKEND``) is loaded lazily: ``embedding``
 (packaged MiniLM, offline default) or ``vllm`` (in-process LLM). This module owns what
-is common to both: intent → model mapping, the vision rule, the failure policy and
-metrics.
+is common to both: intent → model mapping, the vision rule, the failure policy
+(:func:`strategies.policy.run_with_policy`) and metrics.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -21,9 +20,9 @@ from strategies.base import (
     RouteOptions,
     RoutingDecision,
     StrategyContext,
-    StrategyUnavailableError,
     eligible_models,
 )
+from strategies.policy import run_with_policy
 
 BACKENDS = {
     "embedding": "strategies.intent_embedding:EmbeddingIntentClassifier",
@@ -103,25 +102,20 @@ class IntentStrategy:
     async def _classify(self, conversation: Conversation) -> IntentResult | None:
         """The classifier's answer, or None when it failed and the policy is fallback."""
         settings = self._ctx.settings.intent
-        metrics = self._ctx.metrics
         start = time.perf_counter()
-        try:
-            result = await asyncio.wait_for(
-                self._classifier.classify(conversation), settings.timeout_s
-            )
-        except TimeoutError:
-            kind = "timeout"
-        except (ValueError, RuntimeError, OSError) as exc:
-            kind = type(exc).__name__
-        else:
-            metrics.stage_duration.labels(self.name, "classify").observe(
+        result = await run_with_policy(
+            self._classifier.classify(conversation),
+            strategy=self.name,
+            what="intent classifier",
+            timeout_s=settings.timeout_s,
+            on_error=settings.on_error,
+            metrics=self._ctx.metrics,
+        )
+        if result is not None:
+            self._ctx.metrics.stage_duration.labels(self.name, "classify").observe(
                 time.perf_counter() - start
             )
-            return result
-        metrics.strategy_errors.labels(self.name, "timeout" if kind == "timeout" else "error").inc()
-        if settings.on_error == "error":
-            raise StrategyUnavailableError(f"intent classifier unavailable ({kind})")
-        return None
+        return result
 
     async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
         config = self._ctx.config

@@ -36,7 +36,8 @@ def _no_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _reset_fake_strategy() -> None:
-    from tests.fakes import FakeStrategy
+    from tests.fakes import FakeStrategy, Faults
 
+    Faults.reset()
     FakeStrategy.start_gate = None
     FakeStrategy.fail_start = None

@@ -41,8 +41,10 @@ async def test_ready_is_503_until_start_completes_then_200() -> None:
     assert later_chat.status_code == 200
 
 
-async def test_start_failure_keeps_ready_503_and_calls_on_fatal() -> None:
-    FakeStrategy.fail_start = "weights file is missing"
+async def test_start_failure_keeps_ready_503_and_calls_on_fatal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    FakeStrategy.fail_start = "weights file is missing at /srv/models/w.bin"
     fatal: list[str] = []
     async with app_client(ready=False, on_fatal=fatal.append) as client:
         for _ in range(500):
@@ -53,7 +55,11 @@ async def test_start_failure_keeps_ready_503_and_calls_on_fatal() -> None:
         chat = await client.post(CHAT, json={"messages": [user("hi")]})
     assert len(fatal) == 1
     assert "weights file is missing" in fatal[0]
-    assert "weights file is missing" in assert_openai_error(ready, 503, "not_ready")
+    # unauthenticated callers get a generic message; the detail (paths) is in the log
+    message = assert_openai_error(ready, 503, "not_ready")
+    assert "failed to start" in message
+    assert "/srv/models" not in ready.text and "weights" not in ready.text
+    assert "weights file is missing at /srv/models/w.bin" in capsys.readouterr().err
     assert_openai_error(chat, 503, "not_ready")
 
 
@@ -92,7 +98,9 @@ async def test_max_concurrency_reached_answers_429(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(FakeStrategy, "route", held)
     body = {"messages": [user("hi")]}
-    async with app_client(make_settings(limits={"max_concurrency": 1})) as client:
+    async with app_client(
+        make_settings(limits={"max_concurrency": 1, "queue_timeout_s": 0.05})
+    ) as client:
         first = asyncio.create_task(client.post(CHAT, json=body))
         await asyncio.wait_for(entered.wait(), 5)
         rejected = await client.post(CHAT, json=body)

@@ -1,4 +1,4 @@
-"""usable_cpus(): affinity capped by a cgroup v2 or v1 CPU quota, never below 1."""
+"""usable_cpus(): CPU affinity and the cgroup v2/v1 quota, not the host's core count."""
 
 from __future__ import annotations
 
@@ -7,51 +7,68 @@ from pathlib import Path
 
 import pytest
 
-from app.cpus import usable_cpus
+from app.cpus import cgroup_cpu_limit, usable_cpus
 
 
 @pytest.fixture
-def four_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+def many_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 64-core host as affinity sees it."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
 
 
-def test_no_cgroup_files_means_affinity(tmp_path: Path, four_cores: None) -> None:
-    assert usable_cpus(tmp_path) == 4
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
-def test_cgroup_v2_quota_caps_and_rounds_up(tmp_path: Path, four_cores: None) -> None:
-    (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert usable_cpus(tmp_path) == 2
+def no_proc(tmp_path: Path) -> Path:
+    return tmp_path / "no-proc-cgroup"
 
 
-def test_cgroup_v2_unlimited(tmp_path: Path, four_cores: None) -> None:
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert usable_cpus(tmp_path) == 4
+@pytest.mark.parametrize(
+    "cpu_max,expected", [("400000 100000", 4), ("150000 100000", 2), ("max 100000", 64)]
+)
+def test_cgroup_v2_quota(tmp_path: Path, many_cores: None, cpu_max: str, expected: int) -> None:
+    write(tmp_path / "cpu.max", f"{cpu_max}\n")
+    assert usable_cpus(tmp_path, no_proc(tmp_path)) == expected
 
 
-def test_cgroup_v2_quota_above_affinity_keeps_affinity(tmp_path: Path, four_cores: None) -> None:
-    (tmp_path / "cpu.max").write_text("800000 100000\n")
-    assert usable_cpus(tmp_path) == 4
+def test_cgroup_v2_uses_the_process_own_cgroup(tmp_path: Path, many_cores: None) -> None:
+    write(tmp_path / "cpu.max", "max 100000\n")
+    write(tmp_path / "kubepods" / "pod1" / "cpu.max", "200000 100000\n")
+    proc = tmp_path / "proc-cgroup"
+    write(proc, "0::/kubepods/pod1\n")
+    assert usable_cpus(tmp_path, proc) == 2
 
 
-def test_cgroup_v1_quota(tmp_path: Path, four_cores: None) -> None:
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
-    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert usable_cpus(tmp_path) == 1
+@pytest.mark.parametrize("quota,expected", [("300000", 3), ("-1", 64)])
+def test_cgroup_v1_quota(tmp_path: Path, many_cores: None, quota: str, expected: int) -> None:
+    write(tmp_path / "cpu" / "cpu.cfs_quota_us", f"{quota}\n")
+    write(tmp_path / "cpu" / "cpu.cfs_period_us", "100000\n")
+    assert usable_cpus(tmp_path, no_proc(tmp_path)) == expected
 
 
-def test_cgroup_v1_unlimited(tmp_path: Path, four_cores: None) -> None:
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
-    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert usable_cpus(tmp_path) == 4
+def test_affinity_bounds_the_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    write(tmp_path / "cpu.max", "800000 100000\n")
+    assert usable_cpus(tmp_path, no_proc(tmp_path)) == 3
 
 
-def test_tiny_quota_is_still_one_core(tmp_path: Path, four_cores: None) -> None:
-    (tmp_path / "cpu.max").write_text("1000 100000\n")
-    assert usable_cpus(tmp_path) == 1
+def test_no_cgroup_files_and_tiny_quota(tmp_path: Path, many_cores: None) -> None:
+    assert cgroup_cpu_limit(tmp_path, no_proc(tmp_path)) is None
+    assert usable_cpus(tmp_path, no_proc(tmp_path)) == 64
+    write(tmp_path / "cpu.max", "10000 100000\n")  # a tenth of a CPU is still one
+    assert usable_cpus(tmp_path, no_proc(tmp_path)) == 1
 
 
-def test_real_machine_has_at_least_one() -> None:
-    assert usable_cpus() >= 1
+def test_torch_threads_follow_usable_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from app import main, workers
+    from app.settings import Settings
+
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 4)
+    monkeypatch.setitem(sys.modules, "torch", None)  # not imported: sets OMP_NUM_THREADS
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    main._set_torch_threads(workers.torch_threads(Settings()))
+    assert os.environ["OMP_NUM_THREADS"] == "3"

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from app import images
-from app.errors import OverloadedError
+from app.errors import OverloadedError, status_of
 from app.image_loader import INLINE_BYTES, PixelBudget
 from tests.helpers import app_client, data_url, image_message, make_settings, png_bytes
 
@@ -106,7 +106,7 @@ async def test_budget_grants_fifo_and_times_out_with_429() -> None:
     assert await budget.acquire(60, timeout=1) == 60
     with pytest.raises(OverloadedError) as info:
         await budget.acquire(60, timeout=0.05)
-    assert info.value.status == 429 and info.value.code == "image_decode_busy"
+    assert status_of(info.value)[0] == 429 and info.value.code == "image_decode_busy"
     assert budget.used == 60  # the timed-out waiter took nothing
     order: list[str] = []
 

@@ -36,10 +36,13 @@ async def test_each_caller_gets_its_own_result_and_batches_form() -> None:
     assert count == len(sizes)
 
 
-async def test_an_error_fails_every_caller_of_that_batch_only() -> None:
+async def test_a_bad_item_fails_only_its_own_caller() -> None:
+    sizes: list[int] = []
+
     def fn(items: list[int]) -> list[int]:
+        sizes.append(len(items))
         if -1 in items:
-            raise RuntimeError("boom")
+            raise ValueError("boom")
         return items
 
     batcher = MicroBatcher(fn, name="t", max_batch_size=4, window_s=0.05)
@@ -47,7 +50,9 @@ async def test_an_error_fails_every_caller_of_that_batch_only() -> None:
         results = await asyncio.gather(
             *(batcher.submit(x) for x in (1, -1, 2)), return_exceptions=True
         )
-        assert all(isinstance(r, RuntimeError) and str(r) == "boom" for r in results)
+        assert results[0] == 1 and results[2] == 2  # batched with a bad item, still answered
+        assert isinstance(results[1], ValueError) and str(results[1]) == "boom"
+        assert sizes[0] == 3  # it was one batch before the items were retried one by one
         assert await batcher.submit(5) == 5  # the worker survives a failed batch
     finally:
         await batcher.aclose()
@@ -72,3 +77,21 @@ async def test_full_queue_refuses_immediately() -> None:
     await batcher.aclose()
     with pytest.raises(BatcherClosedError):
         await batcher.submit(1)
+
+
+async def test_close_resolves_in_flight_and_queued_callers() -> None:
+    release = threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        release.wait(5)
+        return items
+
+    batcher = MicroBatcher(slow, name="t", max_batch_size=1, window_s=0.0, queue_size=4)
+    in_flight = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.05)  # item 0 is in the worker thread
+    queued = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0.01)
+    await batcher.aclose()
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(in_flight, queued, return_exceptions=True), 5)
+    assert all(isinstance(r, BatcherClosedError) for r in results), results

@@ -1,0 +1,85 @@
+"""A real ``llm-router serve`` process: SIGTERM drains in-flight requests (a streaming
+response completes) and the process exits 0, not 143."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from tests.helpers import ROOT, free_port, user
+
+
+@contextmanager
+def serve(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "ROUTER_HOST": "127.0.0.1",
+            "ROUTER_PORT": str(port),
+            "ROUTER_STRATEGY": "tests.fakes:SlowFakeStrategy",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_sigterm_exits_0_after_a_clean_drain() -> None:
+    with serve({}) as (proc, _):
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        output = proc.stdout.read() if proc.stdout else ""
+    assert rc == 0, output
+
+
+def test_sigterm_during_a_streaming_response_lets_it_complete() -> None:
+    result: dict[str, object] = {}
+
+    def stream(base: str) -> None:
+        body = {"messages": [user("hi")], "stream": True}
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as r:
+            result["status"] = r.status_code
+            result["body"] = b"".join(r.iter_bytes())
+
+    with serve({"FAKE_ROUTE_DELAY_S": "1.5"}) as (proc, base):
+        client = threading.Thread(target=stream, args=(base,))
+        client.start()
+        time.sleep(0.7)  # the request is in flight (routing takes 1.5 s)
+        proc.send_signal(signal.SIGTERM)
+        client.join(timeout=30)
+        rc = proc.wait(timeout=30)
+        output = proc.stdout.read() if proc.stdout else ""
+    assert result.get("status") == 200, output
+    assert isinstance(result.get("body"), bytes)
+    assert result["body"].endswith(b"data: [DONE]\n\n")  # type: ignore[union-attr]
+    assert rc == 0, output
