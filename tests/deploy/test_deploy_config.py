@@ -102,7 +102,7 @@ def test_compose_profiles_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         env = {k: str(v) for k, v in svc["environment"].items()}
         s = _check_settings(env, f"docker-compose {name}", monkeypatch)
         assert (s.host, s.port) == ("0.0.0.0", 8000)
-        assert svc["ports"][0].startswith("${ROUTER_PUBLISH:-127.0.0.1:"), "publish on loopback"
+        assert svc["ports"][0].startswith("${LLM_ROUTER_PUBLISH:-127.0.0.1:"), "publish on loopback"
         assert svc["env_file"][0]["path"] == ".env"
         assert "router" in svc["networks"]["default"]["aliases"]
         assert svc["read_only"] is True
@@ -144,15 +144,19 @@ def test_k8s_deployments(monkeypatch: pytest.MonkeyPatch) -> None:
         startup = c["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
-        secrets = {
-            e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if "valueFrom" in e
-        }
+        secrets = {e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if "valueFrom" in e}
         assert {"ROUTER_API_KEYS", "OPENAI_API_KEY", "NVIDIA_API_KEY"} <= secrets
         gpus = c["resources"]["limits"].get("nvidia.com/gpu")
         assert gpus == (1 if path.parent.name == "gpu" else None)
     kinds = {d["kind"] for p in k8s_manifests() for d in yaml_docs(p)}
-    assert {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "Namespace"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Namespace",
+    } <= kinds
 
 
 def test_kustomizations_list_existing_files() -> None:

@@ -45,8 +45,10 @@ def test_kubernetes_validate_strict() -> None:
 
 def test_kubernetes_validate_catches_a_bad_manifest(tmp_path: Path) -> None:
     """The validator really checks: a misspelt probe field fails."""
-    bad = (DEPLOY / "k8s" / "cpu" / "deployment.yaml").read_text().replace(
-        "readinessProbe:", "readinesProbe:"
+    bad = (
+        (DEPLOY / "k8s" / "cpu" / "deployment.yaml")
+        .read_text()
+        .replace("readinessProbe:", "readinesProbe:")
     )
     (tmp_path / "bad.yaml").write_text(bad)
     proc = run([tool("kubernetes-validate"), "--strict", str(tmp_path / "bad.yaml")], check=False)
