@@ -163,3 +163,19 @@ def test_kustomizations_list_existing_files() -> None:
     for kust in K8S.rglob("kustomization.yaml"):
         for res in yaml.safe_load(kust.read_text())["resources"]:
             assert (kust.parent / res).exists(), f"{kust}: {res} missing"
+
+
+def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
+    import json
+
+    grafana = ROOT / "deploy" / "grafana"
+    (ds,) = yaml.safe_load((grafana / "provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    dash = json.loads((grafana / "dashboards/llm-router.json").read_text())
+    uids = {p["datasource"]["uid"] for p in dash["panels"] if "datasource" in p}
+    assert uids == {ds["uid"]}
+    provider = yaml.safe_load((grafana / "provisioning/dashboards/llm-router.yml").read_text())
+    mounted = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]["volumes"]
+    path = provider["providers"][0]["options"]["path"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in mounted

@@ -63,3 +63,26 @@ def test_promtool_check_config(config: str) -> None:
 def test_promtool_check_rules() -> None:
     proc = run([tool("promtool"), "check", "rules", str(DEPLOY / "prometheus" / "alerts.yml")])
     assert "SUCCESS" in proc.stdout
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    compose = str(ROOT / "docker-compose.yml")
+    run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", compose])
+
+
+@pytest.mark.parametrize("service", ["router-intent", "router-auto"])
+def test_gpu_profiles_reserve_one_nvidia_gpu(service: str) -> None:
+    """What podman-compose makes of the compose GPU reservation: one CDI device
+    `nvidia.com/gpu=0` (Docker reads the same block with the NVIDIA toolkit)."""
+    import yaml
+    from podman_compose import container_to_gpu_res_args
+
+    svc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]
+    args: list[str] = []
+    container_to_gpu_res_args(svc, args)
+    assert args[:2] == ["--device", "nvidia.com/gpu=0"] and args.count("--device") == 1
+    cpu: list[str] = []
+    container_to_gpu_res_args(
+        yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["router-cpu"], cpu
+    )
+    assert cpu == []
