@@ -243,6 +243,41 @@ def test_image_has_no_compilers_or_caches(stack: dict[str, Any]) -> None:
     assert found.strip() == "", found
 
 
+def test_auto_strategy_with_the_shipped_minilm_artifact(stack: dict[str, Any]) -> None:
+    """The image's other offline mode, as the README documents it: auto with MiniLM."""
+    podman = stack["podman"]
+    artifact = "/opt/llm-router/artifacts/routerbench-minilm"
+    proc = run(
+        [
+            podman,
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--network",
+            "none",
+            "-e",
+            "ROUTER_STRATEGY=auto",
+            "-e",
+            f"ROUTER_CONFIG={artifact}/routing.yaml",
+            IMAGE,
+            "route",
+            "Write a Python function that reverses a list.",
+            "--json",
+        ],
+        timeout=300,
+    )
+    decision = json.loads(proc.stdout)
+    models = {
+        m.name
+        for m in load_routing_config(
+            ROOT / "models/artifacts/routerbench-minilm/routing.yaml"
+        ).models
+    }
+    assert decision["strategy"] == "auto" and decision["model"] in models, decision
+
+
 def test_stops_cleanly(stack: dict[str, Any]) -> None:
     """SIGTERM (podman stop) shuts the server down gracefully: exit code 0, no traceback."""
     podman, name = stack["podman"], stack["name"]
