@@ -73,7 +73,15 @@ def _set_torch_threads(requested: int) -> None:
 async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | None) -> None:
     log = get_logger()
     began = time.perf_counter()
-    context = StrategyContext(settings=state.settings, config=state.config, metrics=state.metrics)
+
+    def fatal(message: str) -> None:  # after startup too, e.g. the vLLM engine died
+        state.start_error = message
+        if on_fatal is not None:
+            on_fatal(message)
+
+    context = StrategyContext(
+        settings=state.settings, config=state.config, metrics=state.metrics, on_fatal=fatal
+    )
     try:
         _set_torch_threads(state.settings.torch_threads)
         strategy = create_strategy(state.settings.strategy, context)

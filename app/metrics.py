@@ -7,7 +7,10 @@ units, counters end in ``_total``; labels come from small fixed sets only.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 # Decision latencies are milliseconds-scale; request durations include proxying.
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -117,9 +120,41 @@ class RouterMetrics:
         self.ready = Gauge(
             "llm_router_ready", "1 once the strategy is loaded and warm.", registry=r
         )
+        self.engine_deaths = Counter(
+            "llm_router_engine_deaths_total",
+            "Classifier engines that died (the process then goes unready and exits).",
+            ["backend"],
+            registry=r,
+        )
+        self.invalid_answers = Counter(
+            "llm_router_intent_invalid_answers_total",
+            "Classifier answers that named no route (mapped to 'other').",
+            ["backend"],
+            registry=r,
+        )
         self.info = Gauge(
             "llm_router_build_info",
             "Build and strategy information (value is always 1).",
             ["version", "strategy", "mode", "backend"],
             registry=r,
         )
+
+    def include_default_registry(self, prefix: str) -> None:
+        """Also export the process-wide registry's metrics named ``prefix*`` (vLLM's
+        stat logger registers its ``vllm:*`` metrics there)."""
+        self.registry.register(_PrefixBridge(prefix))
+
+
+class _PrefixBridge:
+    """A collector that re-exports the default registry's metric families by prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def describe(self) -> list[Metric]:
+        return []  # names unknown until collected; no clash check needed for vllm:*
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name.startswith(self.prefix):
+                yield family

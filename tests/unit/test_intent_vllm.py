@@ -23,6 +23,7 @@ from app.settings import DEFAULT_CONFIG, IntentSettings, Settings
 from models.vllm_engine import (
     CPU_KV_CACHE_BYTES,
     ChoiceOutput,
+    EngineDeadError,
     EngineRequestError,
     EngineStartupError,
     VllmEngine,
@@ -108,6 +109,7 @@ class FakeEngine:
         self.calls: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
         self.closed = False
+        self.dead = False
 
     async def generate_choice(
         self, prompt: Any, choices: Sequence[str], request_id: str, max_tokens: int | None = None
@@ -120,12 +122,18 @@ class FakeEngine:
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.dead:
+                raise EngineDeadError("engine core died")
             if self.error is not None:
                 raise self.error
         finally:
             self.in_flight -= 1
         text = self.answer(list(prompt)) if callable(self.answer) else self.answer
         return ChoiceOutput(text, len(prompt), 0, -0.1, "stop")
+
+    async def check_health(self) -> None:
+        if self.dead:
+            raise EngineDeadError("engine core died")
 
     async def shutdown(self) -> None:
         self.closed = True
