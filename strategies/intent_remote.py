@@ -7,8 +7,10 @@ model's own chat template (``chat_template_kwargs.enable_thinking=false`` asks Q
 for its non-thinking mode), so the router needs neither the tokenizer nor the template.
 The routes come first in the message, so the server's prefix cache still reuses them.
 The answer is constrained to the route names where the server supports it
-(``structured_outputs.choice`` on vLLM, ``guided_choice`` on older vLLM) and parsed
-either way: an answer that names no route becomes ``other`` and is counted.
+(``structured_outputs.choice`` on current vLLM, ``guided_choice`` on older vLLM) and
+parsed either way, because a server that does not know the field ignores it (vLLM 0.32
+accepts unknown fields; it only warns about the removed ``guided_choice``): an answer
+that names no route becomes ``other`` and is counted.
 
 Failures (connection refused, timeouts, 4xx/5xx) raise :class:`RemoteClassifierError`,
 which the strategy's failure policy (``timeout_s``, ``on_error``) turns into the

