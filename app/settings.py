@@ -51,7 +51,11 @@ class IntentSettings(BaseModel):
     )
     # vLLM engine arguments
     dtype: str = Field("auto", description="vLLM: weight dtype (auto, bfloat16, float16, float32).")
-    max_model_len: int = Field(4096, ge=256, description="vLLM: context length in tokens.")
+    max_model_len: int = Field(
+        4096,
+        ge=256,
+        description="vLLM: context length in tokens (remote: the server's, sizes the window).",
+    )
     prompt_token_budget: int = Field(
         0, ge=0, description="vLLM: max prompt tokens (0 = max_model_len minus a margin)."
     )

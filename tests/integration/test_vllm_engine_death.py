@@ -23,7 +23,7 @@ from tests.tiny_models import build_tiny_qwen3
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-STARTUP_S = 300.0
+STARTUP_S = 400.0
 
 
 def wait_ready(proc: subprocess.Popen[str], base: str) -> None:

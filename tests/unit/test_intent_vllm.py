@@ -443,3 +443,29 @@ def test_modules_do_not_import_vllm() -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_engine_kwargs_batch_limits_and_stats() -> None:
+    default = engine_kwargs(IntentSettings(), on_cpu=False)
+    assert "max_num_seqs" not in default and "max_num_batched_tokens" not in default
+    assert default["disable_log_stats"] is True
+    tuned = IntentSettings(max_num_seqs=64, max_num_batched_tokens=8192, vllm_metrics=True)
+    kwargs = engine_kwargs(tuned, on_cpu=False)
+    assert (kwargs["max_num_seqs"], kwargs["max_num_batched_tokens"]) == (64, 8192)
+    assert kwargs["disable_log_stats"] is False  # vLLM's stat loggers feed /metrics
+
+
+def test_default_registry_vllm_metrics_are_bridged() -> None:
+    from prometheus_client import REGISTRY, Counter, generate_latest
+
+    theirs = Counter("vllm:bridge_probe", "stands in for vLLM's own metrics", registry=REGISTRY)
+    try:
+        theirs.inc(3)
+        metrics = RouterMetrics()
+        assert b"vllm:bridge_probe" not in generate_latest(metrics.registry)
+        metrics.include_default_registry("vllm:")
+        text = generate_latest(metrics.registry).decode()
+        assert "vllm:bridge_probe_total 3.0" in text
+        assert "python_gc" not in text  # only the prefix, not the whole default registry
+    finally:
+        REGISTRY.unregister(theirs)
