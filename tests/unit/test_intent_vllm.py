@@ -469,3 +469,21 @@ def test_default_registry_vllm_metrics_are_bridged() -> None:
         assert "python_gc" not in text  # only the prefix, not the whole default registry
     finally:
         REGISTRY.unregister(theirs)
+
+
+async def test_prompt_is_tokenized_off_the_event_loop() -> None:
+    import threading
+
+    class RecordingTokenizer(CharTokenizer):
+        threads: set[str] = set()
+
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            self.threads.add(threading.current_thread().name)
+            return super().encode(text)
+
+    tok = RecordingTokenizer()
+    clf = await started(make_context(), FakeEngine(tokenizer=tok))
+    tok.threads.clear()
+    await clf.classify(conv(("user", "hello there")))
+    assert tok.threads and threading.current_thread().name not in tok.threads
+    await clf.aclose()
