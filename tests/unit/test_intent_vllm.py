@@ -474,16 +474,16 @@ def test_default_registry_vllm_metrics_are_bridged() -> None:
 async def test_prompt_is_tokenized_off_the_event_loop() -> None:
     import threading
 
-    class RecordingTokenizer(CharTokenizer):
-        threads: set[str] = set()
+    threads: set[str] = set()
 
+    class RecordingTokenizer(CharTokenizer):
         def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-            self.threads.add(threading.current_thread().name)
+            threads.add(threading.current_thread().name)
             return super().encode(text)
 
     tok = RecordingTokenizer()
     clf = await started(make_context(), FakeEngine(tokenizer=tok))
-    tok.threads.clear()
+    threads.clear()
     await clf.classify(conv(("user", "hello there")))
-    assert tok.threads and threading.current_thread().name not in tok.threads
+    assert threads and threading.current_thread().name not in threads
     await clf.aclose()
