@@ -43,7 +43,8 @@ class RouterState:
     config: RoutingConfig
     metrics: RouterMetrics
     strategy: RoutingStrategy | None = None
-    start_error: str | None = None
+    start_error: str | None = None  # the detail, for the log and on_fatal only
+    failure: str | None = None  # what /ready may tell anyone: no paths, no exception text
     http: httpx.AsyncClient | None = None
     images: ImageLoader | None = None
     proxy: Any = None
@@ -77,7 +78,16 @@ def _set_torch_threads(threads: int) -> None:
 async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | None) -> None:
     log = get_logger()
     began = time.perf_counter()
-    context = StrategyContext(settings=state.settings, config=state.config, metrics=state.metrics)
+
+    def fatal(message: str) -> None:  # after startup too, e.g. the vLLM engine died
+        state.start_error = message
+        state.failure = "the classifier engine died; the process is exiting"
+        if on_fatal is not None:
+            on_fatal(message)
+
+    context = StrategyContext(
+        settings=state.settings, config=state.config, metrics=state.metrics, on_fatal=fatal
+    )
     try:
         _set_torch_threads(torch_threads(state.settings))
         strategy = create_strategy(state.settings.strategy, context)
@@ -86,6 +96,7 @@ async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | 
     except Exception as exc:  # any load failure stops the service with a clear message
         adopt_library_loggers()
         state.start_error = f"{type(exc).__name__}: {exc}"
+        state.failure = "the strategy failed to start; see the server log"
         log.error("strategy_start_failed", strategy=state.settings.strategy, error=str(exc))
         if on_fatal is not None:
             on_fatal(state.start_error)

@@ -13,8 +13,17 @@ shows every worker's counters and histograms summed. Gauges say how to merge.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -164,6 +173,18 @@ class RouterMetrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.engine_deaths = Counter(
+            "llm_router_engine_deaths_total",
+            "Classifier engines that died (the process then goes unready and exits).",
+            ["backend"],
+            registry=r,
+        )
+        self.invalid_answers = Counter(
+            "llm_router_intent_invalid_answers_total",
+            "Classifier answers that named no route (mapped to 'other').",
+            ["backend"],
+            registry=r,
+        )
         self.info = Gauge(
             "llm_router_build_info",
             "Build and strategy information (value is always 1).",
@@ -171,3 +192,23 @@ class RouterMetrics:
             registry=r,
             multiprocess_mode="max",
         )
+
+    def include_default_registry(self, prefix: str) -> None:
+        """Also export the process-wide registry's metrics named ``prefix*`` (vLLM's
+        stat logger registers its ``vllm:*`` metrics there)."""
+        self.registry.register(_PrefixBridge(prefix))
+
+
+class _PrefixBridge:
+    """A collector that re-exports the default registry's metric families by prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def describe(self) -> list[Metric]:
+        return []  # names unknown until collected; no clash check needed for vllm:*
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name.startswith(self.prefix):
+                yield family

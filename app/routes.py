@@ -205,8 +205,8 @@ async def ready(request: Request) -> Response:
     if state.ready:
         body = {"status": "ready", "strategy": state.settings.strategy}
         return Response(orjson.dumps(body), media_type=JSON)
-    if state.start_error:  # the detail (paths, exception text) is in the log only
-        raise NotReadyError("not ready: the strategy failed to start; see the server log")
+    if state.failure:  # the detail (paths, exception text) is in the log only
+        raise NotReadyError(f"not ready: {state.failure}")
     raise NotReadyError("not ready: strategy is loading")
 
 

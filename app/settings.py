@@ -22,11 +22,14 @@ ENV_FILE = ".env"
 class IntentSettings(BaseModel):
     """IntentStrategy: which classifier backend, and its knobs."""
 
-    backend: Literal["embedding", "vllm"] = Field(
-        "embedding", description="Classifier backend: embedding (offline default) or vllm."
+    backend: Literal["embedding", "vllm", "remote"] = Field(
+        "embedding",
+        description="Classifier backend: embedding (offline default), vllm (in-process) or "
+        "remote (an OpenAI-compatible server such as vllm serve).",
     )
     model: str = Field(
-        "Qwen/Qwen3-1.7B", description="vLLM backend: Hugging Face model id or local path."
+        "Qwen/Qwen3-1.7B",
+        description="vllm: Hugging Face model id or local path; remote: the served model name.",
     )
     encoder: str = Field(
         "minilm",
@@ -51,7 +54,11 @@ class IntentSettings(BaseModel):
     )
     # vLLM engine arguments
     dtype: str = Field("auto", description="vLLM: weight dtype (auto, bfloat16, float16, float32).")
-    max_model_len: int = Field(4096, ge=256, description="vLLM: context length in tokens.")
+    max_model_len: int = Field(
+        4096,
+        ge=256,
+        description="vLLM: context length in tokens (remote: the server's, sizes the window).",
+    )
     prompt_token_budget: int = Field(
         0, ge=0, description="vLLM: max prompt tokens (0 = max_model_len minus a margin)."
     )
@@ -64,10 +71,45 @@ class IntentSettings(BaseModel):
     kv_cache_bytes: int = Field(
         0, ge=0, description="vLLM on CPU: KV-cache size in bytes (0 = 512 MiB on CPU)."
     )
+    max_num_seqs: int = Field(
+        0, ge=0, description="vLLM: most sequences per engine step (0 = vLLM's default)."
+    )
+    max_num_batched_tokens: int = Field(
+        0, ge=0, description="vLLM: most tokens per engine step (0 = vLLM's default)."
+    )
+    vllm_metrics: bool = Field(
+        False, description="vLLM: collect vLLM's own stats and export them (vllm:*) on /metrics."
+    )
+    exit_on_engine_death: bool = Field(
+        True,
+        description="vLLM: exit the process (non-zero) when the engine dies, so the "
+        "orchestrator restarts it; /ready turns 503 either way.",
+    )
+    health_interval_s: float = Field(
+        5.0, ge=0.0, description="vLLM: seconds between engine health checks (0 = off)."
+    )
     revision: str | None = Field(None, description="vLLM: model revision (branch, tag, commit).")
     download_dir: str | None = Field(None, description="vLLM: weights cache directory.")
     timeout_s: float = Field(
         5.0, gt=0.0, description="Per-request classification timeout in seconds."
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1",
+        description="remote: the OpenAI-compatible server's base URL (ending in /v1).",
+    )
+    api_key_env: str | None = Field(
+        None, description="remote: name of the environment variable holding its API key."
+    )
+    guided: Literal["structured_outputs", "guided_choice", "none"] = Field(
+        "structured_outputs",
+        description="remote: how the answer is constrained to the route names: vLLM's "
+        "'structured_outputs', older vLLM's 'guided_choice', or 'none' (parse only).",
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10, description="remote: retries on connect errors, 429 and 503."
+    )
+    startup_timeout_s: float = Field(
+        120.0, gt=0.0, description="remote: how long startup waits for the server's model."
     )
     on_error: Literal["fallback", "error"] = Field(
         "fallback",

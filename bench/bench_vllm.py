@@ -1,4 +1,5 @@
-"""Decision latency and throughput of the vLLM intent backend, prefix caching on vs off.
+"""Decision latency and throughput of the vLLM intent backend, prefix caching on vs off,
+or (``--vs-remote``) in-process vs the ``remote`` backend on a ``vllm serve`` of the same model.
 
 Drives IntentStrategy directly (prompt building, tokenization, the engine, mapping) over
 the labelled dev conversations (bench/data/intent-dev.jsonl) at several concurrencies,
@@ -8,6 +9,7 @@ weights with Qwen3-1.7B's exact architecture (its latency is the real model's), 
 ``--model`` path/id.
 
     python -m bench.bench_vllm [--arch tiny|qwen3-1.7b | --model PATH] [--requests 128]
+    python -m bench.bench_vllm --vs-remote --concurrency 1 16   # added cost of the HTTP hop
 """
 
 from __future__ import annotations
@@ -87,9 +89,15 @@ async def drive(
 
 
 async def run_config(
-    model: str, prefix_caching: bool, levels: list[int], requests: int, max_model_len: int
+    model: str,
+    prefix_caching: bool,
+    levels: list[int],
+    requests: int,
+    max_model_len: int,
+    **intent: Any,
 ) -> dict[str, Any]:
-    """Start an engine with or without prefix caching and measure every concurrency."""
+    """Start an engine with or without prefix caching (or, with ``backend="remote"`` in
+    ``intent``, connect to a server) and measure every concurrency."""
     from app.config import load_routing_config
     from app.metrics import RouterMetrics
     from app.settings import DEFAULT_CONFIG, Settings
@@ -103,6 +111,7 @@ async def run_config(
             "max_model_len": max_model_len,
             "enable_prefix_caching": prefix_caching,
             "timeout_s": 600.0,  # measure the engine, never the fallback
+            **intent,
         }
     )
     ctx = StrategyContext(settings, load_routing_config(DEFAULT_CONFIG), RouterMetrics())
@@ -129,6 +138,49 @@ def build_model(arch: str, workdir: Path) -> str:
     if config_from is None:
         return str(build_tiny_qwen3(workdir / "tiny-qwen3"))
     return str(build_qwen3_like(workdir / arch, config_from=config_from))
+
+
+def run_vs_remote(
+    model: str, levels: list[int], requests: int, max_model_len: int, logdir: Path
+) -> dict[str, dict[str, Any]]:
+    """The in-process engine, then the remote backend on ``vllm serve`` of the same model
+    (one after the other: the machine cannot hold both at full speed)."""
+    from tests.vllm_server import VllmServer
+
+    results = {"in-process": asyncio.run(run_config(model, True, levels, requests, max_model_len))}
+    server = VllmServer(model, logdir / "vllm-serve.log", "bench", max_model_len)
+    try:
+        server.wait_healthy()
+        results["remote (vllm serve)"] = asyncio.run(
+            run_config(
+                "bench", True, levels, requests, max_model_len,
+                backend="remote", base_url=server.base_url,
+            )
+        )  # fmt: skip
+    finally:
+        server.kill()
+    return results
+
+
+def report_remote(label: str, results: dict[str, dict[str, Any]], levels: list[int]) -> str:
+    rows = []
+    for mode, res in results.items():
+        for c in levels:
+            r = res["levels"][str(c)]
+            rows.append([mode, c, r["p50_ms"], r["p99_ms"], r["throughput_rps"], r["fallbacks"]])
+    local, remote = results["in-process"], results["remote (vllm serve)"]
+    for c in levels:
+        a, b = local["levels"][str(c)], remote["levels"][str(c)]
+        added = f"+{b['p50_ms'] - a['p50_ms']:.1f} ms"
+        ratio = f"{b['throughput_rps'] / a['throughput_rps']:.2f}x"
+        rows.append(["remote vs in-process", c, added, "", ratio, ""])
+    headers = ["setup", "concurrency", "p50 ms", "p99 ms", "decisions/s", "fallbacks"]
+    note = (
+        "Remote: the same prompt through /v1/chat/completions with structured_outputs to a "
+        "`vllm serve` of the same model on 127.0.0.1 (prefix caching on in both). Added p50: "
+        "remote minus in-process; throughput: remote ÷ in-process."
+    )
+    return f"Model: {label}\n\n" + md_table(headers, rows) + "\n\n" + note
 
 
 def report(label: str, results: dict[str, dict[str, Any]], levels: list[int]) -> str:
@@ -171,6 +223,9 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--only", choices=["on", "off"], help="one prefix-caching mode only")
     parser.add_argument("--name", help="result file name (default vllm-<device>-<model>)")
+    parser.add_argument(
+        "--vs-remote", action="store_true", help="in-process vs remote (vllm serve) instead"
+    )
     args = parser.parse_args()
 
     import torch
@@ -185,17 +240,27 @@ def main() -> None:
         modes = {"on": True, "off": False}
         if args.only:
             modes = {args.only: modes[args.only]}
-        results = {
-            f"prefix caching {mode}": asyncio.run(
-                run_config(model, flag, args.concurrency, args.requests, args.max_model_len)
+        if args.vs_remote:
+            results = run_vs_remote(
+                model, args.concurrency, args.requests, args.max_model_len, Path(tmp)
             )
-            for mode, flag in modes.items()
-        }
+        else:
+            results = {
+                f"prefix caching {mode}": asyncio.run(
+                    run_config(model, flag, args.concurrency, args.requests, args.max_model_len)
+                )
+                for mode, flag in modes.items()
+            }
     load = [round(x, 2) for x in (load_before[0], os.getloadavg()[0])]
-    table = report(label, results, args.concurrency)
+    if args.vs_remote:
+        table = report_remote(label, results, args.concurrency)
+    else:
+        table = report(label, results, args.concurrency)
     table += f"\n\n1-minute load average before/after: {load[0]} / {load[1]} (cores shared)"
     device = "gpu" if on_gpu else "cpu"
-    name = args.name or f"vllm-{device}-{Path(label).name.lower()}"
+    name = args.name or f"vllm-{device}-{Path(label).name.lower()}" + (
+        "-vs-remote" if args.vs_remote else ""
+    )
     payload = {
         "model": label,
         "requests_per_level": args.requests,

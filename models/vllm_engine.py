@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.errors import StrategyError
+
 if TYPE_CHECKING:
     from app.settings import IntentSettings
 
@@ -25,12 +27,16 @@ _MEMORY_WORDS = ("out of memory", "outofmemory", "kv cache", "memory", "cache bl
 _MISSING_WORDS = ("not found", "does not appear", "repository", "no such file", "offline", "404")
 
 
-class EngineStartupError(RuntimeError):
+class EngineStartupError(StrategyError):
     """The vLLM engine could not start; the message says why and what to change."""
 
 
-class EngineRequestError(RuntimeError):
+class EngineRequestError(StrategyError):
     """One generation request failed inside the engine (the engine may still be alive)."""
+
+
+class EngineDeadError(EngineRequestError):
+    """The engine can no longer serve any request: only a restart helps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +94,15 @@ def engine_kwargs(settings: IntentSettings, on_cpu: bool) -> dict[str, Any]:
         "enable_prefix_caching": settings.enable_prefix_caching,
         "revision": settings.revision,
         "download_dir": settings.download_dir,
-        "disable_log_stats": True,
+        # vLLM's stats feed its Prometheus collectors (exported on /metrics when enabled)
+        "disable_log_stats": not settings.vllm_metrics,
     }
     if kv_bytes:
         kwargs["kv_cache_memory_bytes"] = kv_bytes
+    if settings.max_num_seqs:
+        kwargs["max_num_seqs"] = settings.max_num_seqs
+    if settings.max_num_batched_tokens:
+        kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens
     return kwargs
 
 
@@ -131,6 +142,7 @@ class VllmEngine:
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.on_cpu = on_cpu
+        self._dead = False
 
     @classmethod
     async def start(cls, settings: IntentSettings) -> VllmEngine:
@@ -140,6 +152,8 @@ class VllmEngine:
         a worker thread and the event loop keeps answering ``/health`` meanwhile.
         """
         check_model_source(settings.model)
+        # a forked worker would inherit the server's threads and event loop: spawn them
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         try:
             from vllm import AsyncEngineArgs
             from vllm.engine.async_llm_engine import AsyncLLMEngine
@@ -185,7 +199,11 @@ class VllmEngine:
 
         ``max_tokens`` defaults to :func:`choice_max_tokens` of ``choices``.
         """
-        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+        from vllm.sampling_params import (
+            RequestOutputKind,
+            SamplingParams,
+            StructuredOutputsParams,
+        )
 
         limit = max_tokens or choice_max_tokens(choices)
         params = SamplingParams(
@@ -193,6 +211,7 @@ class VllmEngine:
             max_tokens=limit,
             logprobs=0,
             structured_outputs=StructuredOutputsParams(choice=list(choices)),
+            output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, not per token
         )
         final = None
         try:
@@ -203,7 +222,11 @@ class VllmEngine:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # vLLM's errors do not share a base we can name
-            raise EngineRequestError(f"vLLM request failed: {type(exc).__name__}: {exc}") from exc
+            message = f"vLLM request failed: {type(exc).__name__}: {exc}"
+            if self.dead or type(exc).__name__ == "EngineDeadError":
+                self._dead = True
+                raise EngineDeadError(message) from exc
+            raise EngineRequestError(message) from exc
         if final is None or not final.outputs:
             raise EngineRequestError("vLLM returned no output")
         out = final.outputs[0]
@@ -214,6 +237,25 @@ class VllmEngine:
             logprob=out.cumulative_logprob,
             finish_reason=out.finish_reason,
         )
+
+    @property
+    def dead(self) -> bool:
+        """The engine has failed for good (vLLM's ``AsyncLLM.errored``) or was shut down."""
+        return self._dead or self._engine is None or bool(getattr(self._engine, "errored", False))
+
+    async def check_health(self) -> None:
+        """Raise :class:`EngineDeadError` when the engine can no longer serve."""
+        engine = self._engine
+        try:
+            if engine is None or self.dead:
+                raise EngineDeadError("vLLM engine is dead")
+            await engine.check_health()
+        except EngineDeadError:
+            self._dead = True
+            raise
+        except Exception as exc:  # AsyncLLM.check_health raises its own EngineDeadError
+            self._dead = True
+            raise EngineDeadError(f"vLLM health check failed: {type(exc).__name__}: {exc}") from exc
 
     async def shutdown(self) -> None:
         """Stop the engine (its core process and background tasks)."""

@@ -6,7 +6,7 @@ The edge validates a request once into a :class:`Conversation`; a strategy retur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -143,6 +143,9 @@ class StrategyContext:
     settings: Settings
     config: RoutingConfig
     metrics: RouterMetrics
+    # called with a reason when the strategy can no longer serve (e.g. its engine died)
+    # and the process should exit so the orchestrator restarts it
+    on_fatal: Callable[[str], None] | None = None
 
 
 @runtime_checkable

@@ -1,9 +1,10 @@
 """IntentStrategy: classify the conversation into a configured intent, map it to a model.
 
 The classifier backend (``ROUTER_INTENT__BACKEND``) is loaded lazily: ``embedding``
-(packaged MiniLM, offline default) or ``vllm`` (in-process LLM). This module owns what
-is common to both: intent → model mapping, the vision rule, the failure policy
-(:func:`strategies.policy.run_with_policy`) and metrics.
+(packaged MiniLM, offline default), ``vllm`` (in-process LLM) or ``remote`` (an
+OpenAI-compatible server). This module owns what is common to them: intent → model
+mapping, the vision rule, the failure policy (:func:`strategies.policy.run_with_policy`)
+and metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from strategies.policy import run_with_policy
 BACKENDS = {
     "embedding": "strategies.intent_embedding:EmbeddingIntentClassifier",
     "vllm": "strategies.intent_vllm:VllmIntentClassifier",
+    "remote": "strategies.intent_remote:RemoteIntentClassifier",
 }
 
 
@@ -88,7 +90,8 @@ class IntentStrategy:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        # a backend with an engine that can die says so through ``healthy``
+        return self._ready and getattr(self._classifier, "healthy", True)
 
     async def start(self) -> None:
         await self._classifier.start()

@@ -1,7 +1,8 @@
 """The HTTP service with the vLLM intent backend on a tiny Qwen3 (real engine, in-process).
 
 One app for the module: 50 concurrent requests all succeed, the official ``openai``
-client works against it (plain and streaming), and the decision shows up in metrics.
+client works against it (plain and streaming), and the decision (and, with
+ROUTER_INTENT__VLLM_METRICS, vLLM's own stats) shows up in metrics.
 Run in ``.venv-vllm``: ``make test-vllm``.
 """
 
@@ -17,7 +18,15 @@ import pytest_asyncio
 
 from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
-from tests.helpers import app_client, data_url, image_message, make_settings, png_bytes, user
+from tests.helpers import (
+    app_client,
+    data_url,
+    image_message,
+    make_settings,
+    png_bytes,
+    user,
+    wait_ready,
+)
 from tests.tiny_models import build_tiny_qwen3
 
 pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module")]
@@ -35,9 +44,18 @@ async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[http
     model = build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3-http"))
     settings = make_settings(
         strategy="intent",
-        intent={"backend": "vllm", "model": str(model), "max_model_len": 2048, "timeout_s": 120},
+        intent={
+            "backend": "vllm",
+            "model": str(model),
+            "max_model_len": 2048,
+            "timeout_s": 120,
+            "vllm_metrics": True,
+        },
     )
-    async with app_client(settings) as client:
+    async with app_client(settings, ready=False) as client:
+        # the engine core is a spawned process that imports vLLM again: on a busy shared
+        # 2-core machine that alone can take minutes
+        await wait_ready(client, timeout=400)
         yield client
 
 
@@ -100,3 +118,10 @@ async def test_decisions_are_counted_with_their_intent(client: httpx.AsyncClient
         for line in metrics.splitlines()
     )
     assert (await client.get("/ready")).status_code == 200
+
+
+async def test_vllm_own_metrics_are_exported_when_enabled(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/chat/completions", json=request_body(1))
+    lines = (await client.get("/metrics")).text.splitlines()
+    prompt_tokens = [ln for ln in lines if ln.startswith("vllm:prompt_tokens_total")]
+    assert prompt_tokens and float(prompt_tokens[0].split()[-1]) > 0

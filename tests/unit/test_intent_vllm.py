@@ -23,6 +23,7 @@ from app.settings import DEFAULT_CONFIG, IntentSettings, Settings
 from models.vllm_engine import (
     CPU_KV_CACHE_BYTES,
     ChoiceOutput,
+    EngineDeadError,
     EngineRequestError,
     EngineStartupError,
     VllmEngine,
@@ -108,6 +109,7 @@ class FakeEngine:
         self.calls: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
         self.closed = False
+        self.dead = False
 
     async def generate_choice(
         self, prompt: Any, choices: Sequence[str], request_id: str, max_tokens: int | None = None
@@ -120,12 +122,18 @@ class FakeEngine:
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self.dead:
+                raise EngineDeadError("engine core died")
             if self.error is not None:
                 raise self.error
         finally:
             self.in_flight -= 1
         text = self.answer(list(prompt)) if callable(self.answer) else self.answer
         return ChoiceOutput(text, len(prompt), 0, -0.1, "stop")
+
+    async def check_health(self) -> None:
+        if self.dead:
+            raise EngineDeadError("engine core died")
 
     async def shutdown(self) -> None:
         self.closed = True
@@ -435,3 +443,47 @@ def test_modules_do_not_import_vllm() -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_engine_kwargs_batch_limits_and_stats() -> None:
+    default = engine_kwargs(IntentSettings(), on_cpu=False)
+    assert "max_num_seqs" not in default and "max_num_batched_tokens" not in default
+    assert default["disable_log_stats"] is True
+    tuned = IntentSettings(max_num_seqs=64, max_num_batched_tokens=8192, vllm_metrics=True)
+    kwargs = engine_kwargs(tuned, on_cpu=False)
+    assert (kwargs["max_num_seqs"], kwargs["max_num_batched_tokens"]) == (64, 8192)
+    assert kwargs["disable_log_stats"] is False  # vLLM's stat loggers feed /metrics
+
+
+def test_default_registry_vllm_metrics_are_bridged() -> None:
+    from prometheus_client import REGISTRY, Counter, generate_latest
+
+    theirs = Counter("vllm:bridge_probe", "stands in for vLLM's own metrics", registry=REGISTRY)
+    try:
+        theirs.inc(3)
+        metrics = RouterMetrics()
+        assert b"vllm:bridge_probe" not in generate_latest(metrics.registry)
+        metrics.include_default_registry("vllm:")
+        text = generate_latest(metrics.registry).decode()
+        assert "vllm:bridge_probe_total 3.0" in text
+        assert "python_gc" not in text  # only the prefix, not the whole default registry
+    finally:
+        REGISTRY.unregister(theirs)
+
+
+async def test_prompt_is_tokenized_off_the_event_loop() -> None:
+    import threading
+
+    threads: set[str] = set()
+
+    class RecordingTokenizer(CharTokenizer):
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            threads.add(threading.current_thread().name)
+            return super().encode(text)
+
+    tok = RecordingTokenizer()
+    clf = await started(make_context(), FakeEngine(tokenizer=tok))
+    threads.clear()
+    await clf.classify(conv(("user", "hello there")))
+    assert threads and threading.current_thread().name not in threads
+    await clf.aclose()
