@@ -65,10 +65,28 @@ def _drain_server(config: Any) -> Any:
     return DrainingServer(config)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def build_server(settings: Settings) -> tuple[Any, list[str]]:
+    """The uvicorn server for one process of the app (SIGTERM drains it), and the list a
+    fatal strategy error lands in (a failed start, a dead engine), which stops it."""
     import uvicorn
 
     from app.main import create_app
+    from app.workers import uvicorn_options
+
+    fatal: list[str] = []
+    servers: list[uvicorn.Server] = []
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        for server in servers:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)
+    servers.append(_drain_server(uvicorn.Config(app, **uvicorn_options(settings))))
+    return servers[0], fatal
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from app.workers import check_workers, serve_workers, worker_count
 
     settings = load_settings(
@@ -80,26 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_routing_config(settings.config)  # bad config or strategy: fail here, not in N workers
         resolve(settings.strategy)
         return serve_workers(settings, count)
-    fatal: list[str] = []
-    holder: dict[str, uvicorn.Server] = {}
-
-    def on_fatal(message: str) -> None:
-        fatal.append(message)
-        if "server" in holder:
-            holder["server"].should_exit = True
-
-    app = create_app(settings, on_fatal=on_fatal)
-    server = _drain_server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
-    )
-    holder["server"] = server
+    server, fatal = build_server(settings)
     server.run()
     if fatal:
         return fail(f"strategy failed to start: {fatal[0]}", 1)

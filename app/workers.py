@@ -120,22 +120,9 @@ def _worker_main(settings: Settings, sock: socket.socket) -> None:
     """One worker process: the whole app, serving on the supervisor's socket."""
     import sys
 
-    import uvicorn
+    from app.cli import build_server
 
-    from app.main import create_app
-
-    fatal: list[str] = []
-    holder: dict[str, uvicorn.Server] = {}
-
-    def on_fatal(message: str) -> None:
-        fatal.append(message)
-        if "server" in holder:
-            holder["server"].should_exit = True
-
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, on_fatal=on_fatal), **uvicorn_options(settings))
-    )
-    holder["server"] = server
+    server, fatal = build_server(settings)
     # uvicorn re-raises the signal it caught once drained; a no-op handler lets the
     # worker report its own exit status instead of dying by SIGTERM
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -75,13 +75,6 @@ class FailingStrategy(FakeStrategy):
         raise RuntimeError("failing on purpose")
 
 
-class SlowStrategy(FakeStrategy):
-    """Takes two seconds per decision (drain-on-SIGTERM tests in subprocesses)."""
-
-    async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
-        await asyncio.sleep(2.0)
-
-
 class Faults:
     """Switches for the fault fakes below: ``gate`` holds their batch functions (cleared =
     hold, bounded by ``hold_s``); texts containing ``POISON`` make a batch function fail.

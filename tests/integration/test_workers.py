@@ -119,7 +119,9 @@ def test_sigterm_drains_every_worker_and_exits_zero() -> None:
 
 
 def test_sigterm_lets_in_flight_requests_finish() -> None:
-    proc, base = start({**WORKERS, "ROUTER_STRATEGY": "tests.fakes:SlowStrategy"})
+    proc, base = start(
+        {**WORKERS, "ROUTER_STRATEGY": "tests.fakes:SlowFakeStrategy", "FAKE_ROUTE_DELAY_S": "2"}
+    )
     try:
         wait_ready(proc, base)
 
