@@ -133,7 +133,8 @@ def load_head(path: Path) -> tuple[IntentHead, dict[str, Any]]:
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IntentHeadError(f"cannot read intent classifier '{path}': {exc}") from None
-    if manifest.get("kind") != KIND or head.weight.shape != (len(head.labels), head.bias.size):
+    shape_ok = head.weight.ndim == 2 and head.weight.shape[0] == len(head.labels) == head.bias.size
+    if manifest.get("kind") != KIND or not shape_ok:
         raise IntentHeadError(f"'{path}' is not a consistent {KIND} artifact")
     return head, manifest
 
