@@ -80,7 +80,7 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
         type=float,
         default=0.9,
         help="bootstrap P(gain > 0) over the best single model the router must reach on "
-        "validation, else the artifact always picks that model",
+        "validation, else the artifact always picks that model (0: off, raw router)",
     )
     p.add_argument("--no-progress", action="store_true")
     return p

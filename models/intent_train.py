@@ -17,7 +17,7 @@ import numpy as np
 from models.intent_head import IntentHead
 
 OTHER = "other"
-C_GRID = (1.0, 4.0, 16.0, 64.0)
+C_GRID = (8.0, 32.0)
 
 
 @dataclass(slots=True)
@@ -107,10 +107,18 @@ def fit_intents(
     val_fraction: float = 0.2,
     seed: int = 0,
     c_grid: Sequence[float] = C_GRID,
+    validation: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> FitResult:
-    """Choose C and the threshold on validation, then refit on everything."""
-    train, val = stratified_split(labels, val_fraction, seed)
+    """Choose C and the threshold on validation (a stratified split of the rows, or the
+    given ``validation`` set), then refit on every row."""
     y = np.asarray(labels)
+    if validation is not None:
+        x = np.concatenate([x, validation[0]])
+        y = np.asarray([*labels, *validation[1]])
+        train = np.arange(len(labels))
+        val = np.arange(len(labels), len(y))
+    else:
+        train, val = stratified_split(labels, val_fraction, seed)
 
     def rows(idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
         return np.concatenate([x[idx], x_config]), [*y[idx], *config_labels]
@@ -138,6 +146,6 @@ def fit_intents(
         "threshold": pick["threshold"],
         "val_accuracy": pick["val_accuracy"],
         "trials": trials,
-        "label_counts": dict(Counter(labels).most_common()),
+        "label_counts": dict(Counter(y.tolist()).most_common()),
     }
     return FitResult(head, metrics)

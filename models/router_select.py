@@ -85,8 +85,10 @@ def choose(
             points = [_best_point(shrunk, scores, costs, model_costs, b) for b in levels]
             mean_q = float(np.mean([p[0] if p else 0.0 for p in points]))
             table.append({"candidate": name, "alpha": alpha, "mean_quality": mean_q})
-    # best mean validation quality; ties go to less deviation (smaller alpha)
-    pick = max(table, key=lambda r: (round(r["mean_quality"], 9), -r["alpha"]))
+    # best mean validation quality; ties go to less deviation (smaller alpha);
+    # confidence <= 0 turns the protection off: the raw router (alpha 1), as trained
+    eligible = table if confidence > 0 else [r for r in table if r["alpha"] == 1.0]
+    pick = max(eligible, key=lambda r: (round(r["mean_quality"], 9), -r["alpha"]))
     shrunk = shrink(candidates[pick["candidate"]], prior, pick["alpha"])
     rows = np.arange(len(scores))
     by_budget: dict[str, Any] = {}
@@ -117,7 +119,7 @@ def choose(
                 entry["beats_single"] = bool(gain.mean() > 0 and conf >= confidence)
         by_budget["none" if budget == NO_BUDGET else f"{budget:g}"] = entry
     primary = list(by_budget.values())[-1]
-    use_router = primary["beats_single"] and pick["alpha"] > 0
+    use_router = confidence <= 0 or (primary["beats_single"] and pick["alpha"] > 0)
     decision: dict[str, Any] = {
         "mode": "router" if use_router else "single",
         "router": pick["candidate"],
