@@ -78,7 +78,7 @@ def choose(
     """The decision: which candidate, which alpha, per-budget cost_weight, and whether the
     router is used at all (``mode`` router or single). ``budgets`` in $/1k (empty: none)."""
     levels = [b / PER_1K for b in budgets] or [NO_BUDGET]
-    table = []
+    table: list[dict[str, Any]] = []
     for name, probs in candidates.items():
         for alpha in ALPHAS:
             shrunk = shrink(probs, prior, alpha)
