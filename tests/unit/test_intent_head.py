@@ -10,15 +10,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from app.config import ConfigError, load_routing_config  # noqa: E402
-from models.intent_data import IntentDataError, read_intent_rows  # noqa: E402
-from models.intent_head import (  # noqa: E402
+from app.config import ConfigError, load_routing_config
+from models.intent_data import IntentDataError, read_intent_rows
+from models.intent_head import (
     IntentHeadError,
     check_head_encoder,
     load_head,
     save_head,
 )
-from models.intent_train import fit_intents  # noqa: E402
+from models.intent_train import fit_intents
 
 
 def blobs(n_per: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
