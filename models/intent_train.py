@@ -120,12 +120,19 @@ def fit_intents(
     else:
         train, val = stratified_split(labels, val_fraction, seed)
 
-    def rows(idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        return np.concatenate([x[idx], x_config]), [*y[idx], *config_labels]
+    held_out = {v.tobytes() for v in x[val]}
+    keep = np.array([v.tobytes() not in held_out for v in x_config], dtype=bool)
+
+    def rows(idx: np.ndarray, all_config: bool = True) -> tuple[np.ndarray, list[str]]:
+        """Training rows: labelled rows plus the config's examples (minus any that
+        duplicate a validation row, which would leak it into the fit)."""
+        mask = np.ones(len(x_config), bool) if all_config else keep
+        labels_c = [label for label, k in zip(config_labels, mask, strict=True) if k]
+        return np.concatenate([x[idx], x_config[mask]]), [*y[idx], *labels_c]
 
     trials = []
     if len(val):
-        xt, yt = rows(train)
+        xt, yt = rows(train, all_config=False)
         for c in c_grid:
             head = fit_softmax(xt, yt, c, seed)
             t, acc = best_threshold(head, x[val], list(y[val]))
