@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -130,14 +131,14 @@ def fit_intents(
         labels_c = [label for label, k in zip(config_labels, mask, strict=True) if k]
         return np.concatenate([x[idx], x_config[mask]]), [*y[idx], *labels_c]
 
-    trials = []
+    trials: list[dict[str, Any]] = []
     if len(val):
         xt, yt = rows(train, all_config=False)
         for c in c_grid:
             head = fit_softmax(xt, yt, c, seed)
             t, acc = best_threshold(head, x[val], list(y[val]))
             trials.append({"c": c, "threshold": round(t, 6), "val_accuracy": round(acc, 4)})
-    pick = (
+    pick: dict[str, Any] = (
         max(trials, key=lambda r: (r["val_accuracy"], -r["c"]))
         if trials
         else {"c": c_grid[len(c_grid) // 2], "threshold": 0.0, "val_accuracy": None}
