@@ -175,6 +175,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         cache_dir=args.cache_dir or None,
+        oos_share=args.oos_share,
     )
     manifest = run_train_intents(job)
     m = manifest["metrics"]

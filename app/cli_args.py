@@ -115,6 +115,12 @@ def add_train_intents_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--oos-share",
+        type=float,
+        help="expected share of out-of-scope traffic: weights validation rows when choosing "
+        "the 'other' threshold (default: the validation data's own mix)",
+    )
+    p.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="embedding cache ('' disables)"
     )
     return p

@@ -64,23 +64,38 @@ def decide(head: IntentHead, x: np.ndarray, threshold: float) -> list[str]:
     return [OTHER if p[j] < threshold else head.labels[j] for p, j in zip(probs, top, strict=True)]
 
 
-def best_threshold(head: IntentHead, x: np.ndarray, gold: Sequence[str]) -> tuple[float, float]:
+def best_threshold(
+    head: IntentHead, x: np.ndarray, gold: Sequence[str], oos_share: float | None = None
+) -> tuple[float, float]:
     """(threshold, accuracy): the threshold on the top probability that maximises accuracy
-    (out-of-scope rows count: their gold label is ``other``); ties take the lowest."""
+    (out-of-scope rows count: their gold label is ``other``); ties take the lowest.
+    ``oos_share`` reweights out-of-scope rows to that share of the total (the share
+    expected in traffic, when validation has a different mix); None = as in ``gold``."""
     if OTHER not in gold:
         return 0.0, _accuracy(decide(head, x, 0.0), gold)
+    weights = _weights(gold, oos_share)
     top = head.probabilities(x).max(axis=1)
     candidates = np.unique(np.concatenate([[0.0], top + 1e-6]))
     best = (0.0, -1.0)
     for t in candidates:
-        acc = _accuracy(decide(head, x, float(t)), gold)
+        acc = _accuracy(decide(head, x, float(t)), gold, weights)
         if acc > best[1] + 1e-12:
             best = (float(t), acc)
     return best
 
 
-def _accuracy(pred: Sequence[str], gold: Sequence[str]) -> float:
-    return float(np.mean([p == g for p, g in zip(pred, gold, strict=True)])) if gold else 0.0
+def _weights(gold: Sequence[str], oos_share: float | None) -> np.ndarray:
+    oos = np.array([g == OTHER for g in gold])
+    if oos_share is None or oos.all() or not oos.any():
+        return np.ones(len(gold))
+    return np.where(oos, oos_share / oos.sum(), (1.0 - oos_share) / (~oos).sum())
+
+
+def _accuracy(pred: Sequence[str], gold: Sequence[str], weights: np.ndarray | None = None) -> float:
+    if not gold:
+        return 0.0
+    hits = np.array([p == g for p, g in zip(pred, gold, strict=True)], dtype=float)
+    return float(np.average(hits, weights=weights))
 
 
 def stratified_split(
@@ -109,6 +124,7 @@ def fit_intents(
     seed: int = 0,
     c_grid: Sequence[float] = C_GRID,
     validation: tuple[np.ndarray, Sequence[str]] | None = None,
+    oos_share: float | None = None,
 ) -> FitResult:
     """Choose C and the threshold on validation (a stratified split of the rows, or the
     given ``validation`` set), then refit on every row."""
@@ -136,7 +152,7 @@ def fit_intents(
         xt, yt = rows(train, all_config=False)
         for c in c_grid:
             head = fit_softmax(xt, yt, c, seed)
-            t, acc = best_threshold(head, x[val], list(y[val]))
+            t, acc = best_threshold(head, x[val], list(y[val]), oos_share)
             trials.append({"c": c, "threshold": round(t, 6), "val_accuracy": round(acc, 4)})
     pick: dict[str, Any] = (
         max(trials, key=lambda r: (r["val_accuracy"], -r["c"]))
@@ -152,6 +168,7 @@ def fit_intents(
         "n_val": len(val),
         "c": pick["c"],
         "threshold": pick["threshold"],
+        "oos_share": oos_share,
         "val_accuracy": pick["val_accuracy"],
         "trials": trials,
         "label_counts": dict(Counter(y.tolist()).most_common()),

@@ -37,6 +37,7 @@ class IntentJob:
     val_fraction: float = 0.2
     seed: int = 0
     cache_dir: Path | str | None = DEFAULT_CACHE_DIR
+    oos_share: float | None = None  # weight of out-of-scope rows in the threshold choice
 
 
 def config_rows(config: RoutingConfig) -> tuple[list[str], list[str]]:
@@ -75,7 +76,9 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
     embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
     x = embedder.embed(texts)
     x_config = embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
-    result = fit_intents(x, labels, x_config, extra_labels, job.val_fraction, job.seed)
+    result = fit_intents(
+        x, labels, x_config, extra_labels, job.val_fraction, job.seed, oos_share=job.oos_share
+    )
     manifest = {
         "encoder": embedder.info,
         "metrics": result.metrics,

@@ -91,3 +91,16 @@ def test_config_file_references_must_exist(tmp_path: Path) -> None:
     cfg.write_text(base + "intent_classifier: head\n")
     with pytest.raises(ConfigError, match="intent_classifier"):
         load_routing_config(cfg)
+
+
+def test_oos_share_reweights_the_threshold_choice() -> None:
+    """Validation with few out-of-scope rows: weighting them up raises the threshold."""
+    x, y = blobs(40)
+    keep = [i for i, label in enumerate(y) if label != "other" or i % 8 == 0]
+    x, y = x[keep], [y[i] for i in keep]
+    head = fit_intents(x, y, np.zeros((0, 8), np.float32), [], val_fraction=0.3).head
+    from models.intent_train import best_threshold
+
+    plain, _ = best_threshold(head, x, y)
+    balanced, _ = best_threshold(head, x, y, oos_share=0.5)
+    assert balanced >= plain
