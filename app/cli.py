@@ -1,4 +1,9 @@
-"""The ``llm-router`` command: serve, route, eval (and train, for the auto strategy)."""
+"""The ``llm-router`` command: serve, route, eval, train (auto router) and train-intents.
+
+This module only parses arguments and calls the code that does the work: the service
+(app.main), offline replay (app.evaluate), training (models.train_run,
+models.train_intents) and report summaries (models.eval_summary).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from app.cli_learned import add_quality_eval_args, add_train_parser
 from app.config import ConfigError, RoutingConfig, load_routing_config
 from app.errors import RouterError
 from app.settings import Settings, load_env_file
@@ -154,7 +158,8 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from app.evaluate import evaluate_intents, read_jsonl
+    from app.evaluate import evaluate_intents, evaluate_quality, read_jsonl
+    from models import eval_summary
 
     settings = load_settings(strategy=args.strategy, config=args.config)
     config = load_routing_config(settings.config)
@@ -164,30 +169,81 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.data}: {exc.strerror or exc}") from None
     if not rows:
         return fail(f"{args.data} has no rows")
-    if "scores" in rows[0]:  # quality/cost data (auto router): see app/cli_learned.py
-        from app.cli_learned import run_quality_eval
-
-        return run_quality_eval(args, settings, config, rows)
-    if "intent" not in rows[0]:
+    if "scores" in rows[0]:  # quality/cost data (auto router)
+        overrides = {"policy": args.policy, "cost_weight": args.cost_weight}
+        auto = config.auto.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        config = config.model_copy(update={"auto": auto})
+        report = asyncio.run(evaluate_quality(rows, settings, config, args.budgets, args.data))
+        eval_summary.print_quality(report)
+    elif any("intent" in r for r in rows):
+        report = asyncio.run(evaluate_intents(rows, settings, config))
+        eval_summary.print_intents(report)
+    else:
         return fail(f"{args.data}: rows need an 'intent' label (or 'scores' for auto data)")
-    report = asyncio.run(evaluate_intents(rows, settings, config))
-    print(
-        f"accuracy {report['accuracy']:.3f} (model {report['model_accuracy']:.3f}) on "
-        f"{report['examples']} conversations; p50 {report['latency']['p50_ms']:.1f} ms, "
-        f"p95 {report['latency']['p95_ms']:.1f} ms"
-    )
-    for label, row in report["per_intent"].items():
-        print(
-            f"  {label:<22} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
-            f"n={row['support']}"
-        )
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        print(f"report written to {args.out}")
+        plot = None
+        if "scores" in rows[0]:
+            from models.eval_plot import plot_report
+
+            plot = plot_report(report, args.plot or Path(args.out).with_suffix(".png"))
+        print(f"report written to {args.out}" + (f", plot to {plot}" if plot else ""))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from app.evaluate import conversation_of, read_jsonl
+    from models import eval_summary
+    from models.eval_data import file_sha256, score_matrix
+    from models.train_run import TrainJob, run_training
+
+    path = Path(args.data)
+    rows = list(read_jsonl(path))
+    if not rows or not isinstance(rows[0].get("scores"), dict):
+        raise ValueError(f"{path}: rows need per-model 'scores'")
+    models = list(rows[0]["scores"])
+    scores, costs = score_matrix(rows, models, str(path))
+    settings = load_settings()
+
+    async def normalised() -> list[Any]:
+        return [await conversation_of(row, settings) for row in rows]
+
+    job = TrainJob.from_args(args, models, data_path=path, data_sha256=file_sha256(path))
+    report = run_training(job, asyncio.run(normalised()), scores, costs)
+    eval_summary.print_training(report, args.out)
+    return 0
+
+
+def cmd_train_intents(args: argparse.Namespace) -> int:
+    from models.train_intents import IntentJob, run_train_intents
+
+    settings = load_settings(config=args.config)
+    job = IntentJob(
+        data=Path(args.data),
+        config=load_routing_config(settings.config),
+        out=Path(args.out),
+        encoder=settings.intent.encoder,
+        device=settings.intent.device,
+        quantize=settings.intent.quantize,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        cache_dir=args.cache_dir or None,
+        oos_share=args.oos_share,
+    )
+    manifest = run_train_intents(job)
+    m = manifest["metrics"]
+    print(
+        f"intent head written to {args.out}/intent-head ({len(manifest['labels'])} labels, "
+        f"{m['n_rows']} rows + {m['n_config_examples']} config examples); validation "
+        f"accuracy {m['val_accuracy']} at other-threshold {m['threshold']} (C {m['c']})"
+    )
+    print(f"use it: ROUTER_CONFIG={args.out}/routing.yaml llm-router serve")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app import cli_args
+
     parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -216,11 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="replay labelled JSONL through a strategy and score it")
     common(p)
-    p.add_argument("data", help="JSONL: messages + intent (intent data)")
+    p.add_argument("data", help="JSONL: messages/text + intent, or + per-model scores")
     p.add_argument("--out", help="write the JSON report here")
-    add_quality_eval_args(p)
+    cli_args.add_quality_eval_args(p)
     p.set_defaults(func=cmd_eval)
-    add_train_parser(sub)
+    cli_args.add_train_parser(sub).set_defaults(func=cmd_train)
+    cli_args.add_train_intents_parser(sub).set_defaults(func=cmd_train_intents)
     return parser
 
 

@@ -80,6 +80,16 @@ class RoutingConfig(BaseModel):
     auto: AutoConfig = Field(default_factory=lambda: AutoConfig())
     fallback_model: str | None = None
     vision_fallback_model: str | None = None
+    intent_classifier: str | None = Field(
+        None,
+        description="Directory of a trained intent head (llm-router train-intents), relative "
+        "to this file; the embedding backend classifies with it instead of nearest examples.",
+    )
+    examples_file: str | None = Field(
+        None,
+        description="JSONL of extra intent examples ({'text' or 'messages', 'intent'}), "
+        "relative to this file; added to the intents' examples.",
+    )
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -214,7 +224,24 @@ def parse_routing_config(text: str, path: Path) -> RoutingConfig:
     except ValidationError as exc:
         raise ConfigError(_format_errors(text, exc, path)) from None
     config.source = path.resolve()
+    _check_files(config, text, path)
     return config
+
+
+def _check_files(config: RoutingConfig, text: str, path: Path) -> None:
+    """Files the config points at must exist (resolved relative to the config file)."""
+    for key in ("intent_classifier", "examples_file"):
+        value = getattr(config, key)
+        if value is None:
+            continue
+        target = config.resolve_path(value)
+        if not target.exists():
+            line = _line_of(text, (key,))
+            where = f" (line {line})" if line else ""
+            raise ConfigError(
+                f"invalid routing config {path}:\n  {key}{where}: '{value}' does not exist "
+                f"(resolved to {target})"
+            )
 
 
 def load_routing_config(path: Path | str) -> RoutingConfig:

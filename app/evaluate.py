@@ -1,24 +1,25 @@
-"""Offline evaluation helpers shared by the CLI: load labelled JSONL, run a strategy
-over it without a server, and score intent classification."""
+"""Offline replay: normalise labelled rows exactly as the HTTP edge does, run the
+configured strategy over them without a server, and hand the decisions to the report
+builders in ``models/`` (``models.eval_report`` for quality/cost, ``intent_report`` for
+intents). The only evaluation code in ``app/``: it needs the edge's normalisation.
+"""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from app.config import OTHER_INTENT, RoutingConfig
 from app.conversation import normalise
 from app.metrics import RouterMetrics
 from app.schemas import ChatCompletionRequest
 from app.settings import Settings
-from models.eval_report import latency_percentiles
+from models.eval_data import read_jsonl, score_matrix, tasks_of
+from models.eval_report import intent_report, latency_percentiles, quality_report
 from strategies.base import (
     Conversation,
     RouteOptions,
@@ -28,20 +29,7 @@ from strategies.base import (
 )
 from strategies.registry import create_strategy
 
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; a bad line raises ValueError naming its line number."""
-    with path.open("rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-            if not isinstance(row, dict) or "messages" not in row:
-                raise ValueError(f"{path}:{lineno}: expected an object with 'messages'")
-            yield row
+__all__ = ["evaluate_intents", "evaluate_quality", "read_jsonl", "started_strategy"]
 
 
 async def conversation_of(row: dict[str, Any], settings: Settings) -> Conversation:
@@ -70,69 +58,115 @@ async def timed_route(
     return decision, time.perf_counter() - start
 
 
+async def replay(
+    rows: Sequence[dict[str, Any]], settings: Settings, config: RoutingConfig
+) -> tuple[list[RoutingDecision], list[float], dict[str, Any]]:
+    """Decisions and single-decision latencies (one at a time), plus the strategy's
+    artifact decision (auto) for the report."""
+    decisions, latencies = [], []
+    async with started_strategy(settings, config) as strategy:
+        for row in rows:
+            decision, seconds = await timed_route(strategy, await conversation_of(row, settings))
+            decisions.append(decision)
+            latencies.append(seconds)
+        manifest = getattr(strategy, "manifest", None)
+    return decisions, latencies, manifest.recommended if manifest is not None else {}
+
+
 def percentiles(latencies: list[float]) -> dict[str, float]:
-    """The quality report's latency percentiles plus the mean, in milliseconds."""
+    """The latency percentiles plus the mean, in milliseconds."""
     mean = float((np.asarray(latencies) * 1000.0).mean()) if latencies else 0.0
     return {**latency_percentiles(latencies), "mean_ms": round(mean, 3)}
-
-
-def intent_report(
-    gold: list[str], predicted: list[str], models_gold: list[str], models_pred: list[str]
-) -> dict[str, Any]:
-    """Accuracy, per-intent precision/recall/F1, confusion matrix, model-level accuracy."""
-    labels = sorted(set(gold) | set(predicted))
-    pairs = Counter(zip(gold, predicted, strict=True))
-    per_intent = {}
-    for label in labels:
-        tp = pairs[(label, label)]
-        pred_n = sum(1 for p in predicted if p == label)
-        gold_n = sum(1 for g in gold if g == label)
-        precision = tp / pred_n if pred_n else 0.0
-        recall = tp / gold_n if gold_n else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_intent[label] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
-            "support": gold_n,
-        }
-    n = len(gold)
-    return {
-        "examples": n,
-        "accuracy": round(sum(g == p for g, p in zip(gold, predicted, strict=True)) / n, 4),
-        "model_accuracy": round(
-            sum(g == p for g, p in zip(models_gold, models_pred, strict=True)) / n, 4
-        ),
-        "per_intent": per_intent,
-        "labels": labels,
-        "confusion": {g: {p: pairs[(g, p)] for p in labels} for g in labels},
-    }
 
 
 async def evaluate_intents(
     rows: list[dict[str, Any]], settings: Settings, config: RoutingConfig
 ) -> dict[str, Any]:
-    """Replay intent-labelled rows through the configured strategy (one at a time, so the
-    latency is a single decision's)."""
+    """Replay intent-labelled rows: accuracy, per-intent precision/recall, out-of-scope
+    recall, confusion, model accuracy, latency."""
     targets = {i.name: i.model for i in config.intents}
-    gold, pred, mgold, mpred, latencies = [], [], [], [], []
-    errors: list[dict[str, Any]] = []
-    async with started_strategy(settings, config) as strategy:
-        for row in rows:
-            conversation = await conversation_of(row, settings)
-            decision, seconds = await timed_route(strategy, conversation)
-            label = str(row["intent"])
-            predicted = decision.intent or OTHER_INTENT
-            gold.append(label)
-            pred.append(predicted)
-            mgold.append(targets.get(label, config.default_model()))
-            mpred.append(decision.model)
-            latencies.append(seconds)
-            if predicted != label:
-                errors.append({"id": row.get("id"), "gold": label, "predicted": predicted})
-    report = intent_report(gold, pred, mgold, mpred)
+    decisions, latencies, _ = await replay(rows, settings, config)
+    gold = [str(row.get("intent") or OTHER_INTENT) for row in rows]
+    pred = [d.intent or OTHER_INTENT for d in decisions]
+    report = intent_report(
+        gold,
+        pred,
+        [targets.get(g, config.default_model()) for g in gold],
+        [d.model for d in decisions],
+    )
     report["latency"] = percentiles(latencies)
     report["strategy"] = settings.strategy
     report["backend"] = settings.intent.backend
-    report["errors"] = errors
+    report["intent_classifier"] = config.intent_classifier
+    report["errors"] = [
+        {"id": row.get("id"), "gold": g, "predicted": p}
+        for row, g, p in zip(rows, gold, pred, strict=True)
+        if g != p
+    ]
+    return report
+
+
+def _probabilities(decisions: list[RoutingDecision], models: list[str]) -> np.ndarray | None:
+    """Per-model probabilities from decision scores (NaN = not a candidate), or None when
+    the scores are not keyed by model (e.g. intent scores)."""
+    if not any(d.scores for d in decisions) or any(set(d.scores) - set(models) for d in decisions):
+        return None
+    probs = np.full((len(decisions), len(models)), np.nan, dtype=np.float64)
+    for i, d in enumerate(decisions):
+        for j, m in enumerate(models):
+            if m in d.scores:
+                probs[i, j] = d.scores[m]
+    return probs
+
+
+async def evaluate_quality(
+    rows: list[dict[str, Any]],
+    settings: Settings,
+    config: RoutingConfig,
+    budgets: Sequence[float],
+    path: str,
+) -> dict[str, Any]:
+    """Route every row, then score the choices against the rows' per-model scores."""
+    models = [m for m in config.model_names if m in rows[0].get("scores", {})]
+    if not models:
+        raise ValueError(f"{path}: no configured model has scores in the data")
+    scores, costs = score_matrix(rows, models, path)
+    model_costs = np.array([config.model(m).cost for m in models], dtype=np.float64)
+    if costs is None:  # no per-row costs: measure with the config's costs
+        costs = np.tile(model_costs, (len(rows), 1)).astype(np.float32)
+    decisions, latencies, recommended = await replay(rows, settings, config)
+    unknown = sorted({d.model for d in decisions} - set(models))
+    if unknown:
+        raise ValueError(f"{path}: the router chose {unknown}, which have no scores in the data")
+    policy = {
+        "strategy": settings.strategy,
+        "name": config.auto.policy if settings.strategy == "auto" else settings.strategy,
+        "cost_weight": config.auto.cost_weight,
+    }
+    decision = recommended.get("decision", {})
+    weights = {
+        b: v["router"]["cost_weight"]
+        for b, v in recommended.get("by_budget", {}).items()
+        if v.get("router") and b != "none"
+    }
+    fixed = decision.get("model") if decision.get("mode") == "single" else None
+    report = quality_report(
+        models,
+        scores,
+        costs,
+        [d.model for d in decisions],
+        policy=policy,
+        model_costs=model_costs,
+        probs=_probabilities(decisions, models),
+        latencies_s=latencies,
+        reasons=[d.reason for d in decisions],
+        budgets=budgets,
+        tasks=tasks_of(list(rows)),
+        budget_weights=weights if config.auto.policy == "utility" else None,
+        fixed_model=fixed if fixed in models else None,
+    )
+    if recommended:
+        report["training_decision"] = {
+            k: recommended.get(k) for k in ("decision", "validation", "by_budget", "n_val")
+        }
     return report

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from app.config import load_routing_config
-from app.evaluate import read_jsonl
 from app.settings import DEFAULT_CONFIG
 from bench.common import ROOT
+from models.eval_data import read_jsonl
 from models.minilm import SentenceEncoder
 
 DEV = ROOT / "bench" / "data" / "intent-dev.jsonl"

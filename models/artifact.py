@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from models.encoders import Encoder
-    from models.router_mlp import RouterMLP
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -44,10 +45,11 @@ class Manifest:
 
     encoder: dict[str, Any]  # name, version, dim, fingerprint, max_tokens, pretrained
     models: list[str]
-    mlp: dict[str, Any]  # MLPConfig.to_dict()
+    mlp: dict[str, Any]  # the router's shape: MLPConfig/KNNConfig.to_dict() ("kind")
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     recommended: dict[str, Any] = field(default_factory=dict)  # policy/cost_weight from val
+    calibration: dict[str, Any] = field(default_factory=dict)  # shrinkage: alpha, prior
     created_at: str = ""
     llm_router_version: str = ""
     format: int = FORMAT_VERSION
@@ -63,6 +65,7 @@ class Manifest:
             "training": self.training,
             "metrics": self.metrics,
             "recommended": self.recommended,
+            "calibration": self.calibration,
         }
 
     @classmethod
@@ -75,6 +78,7 @@ class Manifest:
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
                 recommended=dict(data.get("recommended", {})),
+                calibration=dict(data.get("calibration", {})),
                 created_at=str(data.get("created_at", "")),
                 llm_router_version=str(data.get("llm_router_version", "")),
                 format=int(data.get("format", FORMAT_VERSION)),
@@ -98,7 +102,7 @@ def encoder_info(encoder: Encoder) -> dict[str, Any]:
     }
 
 
-def save_artifact(out_dir: Path | str, model: RouterMLP, manifest: Manifest) -> Path:
+def save_artifact(out_dir: Path | str, model: torch.nn.Module, manifest: Manifest) -> Path:
     """Write weights + manifest into ``out_dir`` (created if needed)."""
     from safetensors.torch import save_file
 
@@ -129,22 +133,23 @@ def read_manifest(path: Path | str) -> Manifest:
     return Manifest.from_dict(data)
 
 
-def load_weights(path: Path | str, manifest: Manifest, device: str = "cpu") -> RouterMLP:
-    """The router MLP of an artifact, in eval mode on ``device``."""
+def load_weights(path: Path | str, manifest: Manifest, device: str = "cpu") -> torch.nn.Module:
+    """The router of an artifact (MLP or kNN, with its recorded shrinkage), in eval mode on
+    ``device``; it has ``probabilities(x)``."""
     from safetensors.torch import load_file
 
-    from models.router_mlp import MLPConfig, RouterMLP
+    from models.routers import build_router, with_calibration
 
-    cfg = MLPConfig.from_dict(manifest.mlp)
-    model = RouterMLP(cfg)
     try:
+        model = build_router(manifest.mlp)
         state = load_file(str(Path(path) / WEIGHTS))
         model.load_state_dict(state)
-    except Exception as exc:  # corrupt file or shape mismatch
+    except Exception as exc:  # corrupt file, bad shape record or shape mismatch
         raise ArtifactError(f"cannot load weights of router artifact '{path}': {exc}") from None
-    model.to(device)
-    model.eval()
-    return model
+    wrapped = with_calibration(model, manifest.calibration)
+    wrapped.to(device)
+    wrapped.eval()
+    return wrapped
 
 
 def check_encoder(

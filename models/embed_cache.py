@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,4 +101,38 @@ def embed_cached(
             _save(file, table)
     if not hashes:
         return np.zeros((0, encoder.dim), dtype=np.float32)
+    return np.stack([table[h] for h in hashes]).astype(np.float32)
+
+
+def text_encoder_key(encoder_name: str, fingerprint: str, quantized: bool) -> str:
+    """File-name-safe identity of a sentence encoder (intent classifier's text vectors)."""
+    raw = f"{encoder_name}|{fingerprint}|int8={quantized}"
+    slug = "".join(c if c.isalnum() else "-" for c in encoder_name)
+    return f"text-{slug}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+
+
+def embed_texts_cached(
+    encode: Callable[[list[str]], np.ndarray],
+    texts: Sequence[str],
+    key: str,
+    dim: int,
+    cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Embeddings [n, dim] of plain texts via ``encode``, cached by text hash under ``key``."""
+    hashes = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+    file = Path(cache_dir).expanduser() / f"{key}.npz" if cache_dir else None
+    table = _load(file, dim) if file is not None else {}
+    todo = list({h: i for i, h in enumerate(hashes) if h not in table}.items())
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        vectors = encode([texts[i] for _, i in chunk])
+        for (h, _), vector in zip(chunk, vectors, strict=True):
+            table[h] = vector
+        if file is not None and (start // batch_size) % 20 == 19:
+            _save(file, table)  # long jobs survive an interruption
+    if todo and file is not None:
+        _save(file, table)
+    if not hashes:
+        return np.zeros((0, dim), dtype=np.float32)
     return np.stack([table[h] for h in hashes]).astype(np.float32)

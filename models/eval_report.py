@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from models import evaluation as ev
 
 PER_1K = 1000.0
+OTHER = "other"  # the out-of-scope intent (app.config.OTHER_INTENT)
 
 
 def _point(q: float, c: float, **extra: Any) -> dict[str, Any]:
@@ -37,11 +37,17 @@ def quality_report(
     latencies_s: Sequence[float] = (),
     reasons: Sequence[str] = (),
     budgets: Sequence[float] = (),
+    tasks: Sequence[str] | None = None,
+    budget_weights: dict[str, float] | None = None,
+    fixed_model: str | None = None,
 ) -> dict[str, Any]:
     """Everything ``llm-router eval`` reports for quality/cost data.
 
     ``model_costs`` are the config's per-model costs (what the policy ranks by);
-    ``budgets`` are $/1k levels for the (optimistic, test-chosen) best-under-budget points.
+    ``budgets`` are $/1k levels for the (optimistic, test-chosen) best-under-budget points;
+    ``budget_weights`` ($/1k budget -> cost_weight chosen on validation at training time)
+    give the honest operating points; ``tasks`` (one per row) add the route-by-task
+    baseline; ``fixed_model`` is the artifact's single-model fallback, if it chose one.
     """
     index = {m: j for j, m in enumerate(models)}
     choice = np.array([index[m] for m in chosen])
@@ -56,6 +62,9 @@ def quality_report(
             **policy,
             **_point(q, c),
             "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(scores[rows, choice])],
+            "cost_per_1k_ci95": [
+                round(v * PER_1K, 4) for v in ev.bootstrap_ci(costs[rows, choice].astype(float))
+            ],
             "choices": dict(Counter(chosen).most_common()),
             "reasons": dict(Counter(reasons).most_common()),
         },
@@ -98,7 +107,64 @@ def quality_report(
         }
     )
     report["best_under_budget"] = {f"{b:g}": _best(points, b / PER_1K) for b in budgets}
+    report["vs_best_single"] = _vs_single(scores, costs, scores[rows, choice], c, models)
+    if tasks is not None:
+        by_task = ev.pareto(ev.route_by_task(tasks, scores, costs))
+        report["route_by_task"] = {
+            "frontier": [_point(p["quality"], p["cost"]) for p in by_task],
+            "best_under_budget": {f"{b:g}": _best(by_task, b / PER_1K) for b in budgets},
+        }
+    if budget_weights:
+        report["operating_points"] = _operating_points(
+            budget_weights, probs, scores, costs, model_costs, models, fixed_model
+        )
     return report
+
+
+def _vs_single(
+    scores: np.ndarray, costs: np.ndarray, got: np.ndarray, cost: float, models: Sequence[str]
+) -> dict[str, Any] | None:
+    """The best single model costing no more than the router, and the paired gain."""
+    mean_c = costs.mean(axis=0)
+    ok = [j for j in range(scores.shape[1]) if mean_c[j] <= cost + 1e-12]
+    if not ok:
+        return None
+    j = max(ok, key=lambda k: (scores[:, k].mean(), -mean_c[k]))
+    return {
+        "model": models[j],
+        **_point(float(scores[:, j].mean()), float(mean_c[j])),
+        "gain": round(float((got - scores[:, j]).mean()), 4),
+        "gain_ci95": [round(v, 4) for v in ev.paired_gain_ci(got, scores[:, j])],
+    }
+
+
+def _operating_points(
+    budget_weights: dict[str, float],
+    probs: np.ndarray | None,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    model_costs: np.ndarray,
+    models: Sequence[str],
+    fixed_model: str | None,
+) -> dict[str, Any]:
+    """Per budget, the router at the cost_weight chosen on validation (no test tuning)."""
+    rows = np.arange(len(scores))
+    out: dict[str, Any] = {}
+    for budget, lam in budget_weights.items():
+        if fixed_model is not None:
+            choice = np.full(len(scores), list(models).index(fixed_model))
+        elif probs is not None:
+            choice = ev.utility_choices(probs, model_costs, lam)
+        else:
+            continue
+        q, c = ev.outcome(choice, scores, costs)
+        got = scores[rows, choice]
+        out[budget] = {
+            **_point(q, c, cost_weight=lam),
+            "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(got)],
+            "vs_best_single": _vs_single(scores, costs, got, c, models),
+        }
+    return out
 
 
 def _best(points: Sequence[dict[str, float]], budget: float) -> dict[str, Any] | None:
@@ -114,71 +180,41 @@ def latency_percentiles(latencies_s: Sequence[float]) -> dict[str, float]:
     return {f"p{p}_ms": round(float(np.percentile(arr, p)), 3) for p in (50, 95, 99)}
 
 
-def plot_report(report: dict[str, Any], path: Path | str, title: str = "") -> Path:
-    """Quality vs $/1k: the router's frontier, its operating point, single models, random,
-    oracle."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    base = report["baselines"]
-    if report.get("curve"):
-        front = report["frontier"]
-        ax.plot(
-            [p["cost_per_1k"] for p in front],
-            [p["quality"] for p in front],
-            "-o",
-            ms=3,
-            label="router (cost_weight sweep, frontier)",
-        )
-    for name, p in base["single"].items():
-        ax.scatter(p["cost_per_1k"], p["quality"], marker="s", color="grey")
-        ax.annotate(
-            name.split("/")[-1],
-            (p["cost_per_1k"], p["quality"]),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    weak, strong = base["single"][base["cheapest"]], base["single"][base["best"]]
-    ax.plot(
-        [weak["cost_per_1k"], strong["cost_per_1k"]],
-        [weak["quality"], strong["quality"]],
-        "--",
-        color="grey",
-        label="random mix cheapest/best",
-    )
-    ax.scatter(
-        base["oracle"]["cost_per_1k"],
-        base["oracle"]["quality"],
-        marker="*",
-        s=160,
-        color="gold",
-        edgecolor="k",
-        label="oracle",
-        zorder=5,
-    )
-    pol = report["policy"]
-    ax.scatter(
-        pol["cost_per_1k"],
-        pol["quality"],
-        marker="D",
-        s=60,
-        color="red",
-        zorder=6,
-        label=f"configured policy ({pol.get('name', '')})",
-    )
-    ax.set_xscale("log")
-    ax.set_xlabel("cost per 1k prompts (log)")
-    ax.set_ylabel("quality")
-    apgr = report.get("apgr")
-    ax.set_title(title or f"quality vs cost (APGR {apgr if apgr is not None else 'n/a'})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+def intent_report(
+    gold: list[str], predicted: list[str], models_gold: list[str], models_pred: list[str]
+) -> dict[str, Any]:
+    """Accuracy, per-intent precision/recall/F1, in-scope accuracy and out-of-scope
+    (``other``) recall, confusion matrix, model-level accuracy."""
+    labels = sorted(set(gold) | set(predicted))
+    pairs = Counter(zip(gold, predicted, strict=True))
+    per_intent = {}
+    for label in labels:
+        tp = pairs[(label, label)]
+        pred_n = sum(1 for p in predicted if p == label)
+        gold_n = sum(1 for g in gold if g == label)
+        precision = tp / pred_n if pred_n else 0.0
+        recall = tp / gold_n if gold_n else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_intent[label] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": gold_n,
+        }
+    n = len(gold)
+    hits = [g == p for g, p in zip(gold, predicted, strict=True)]
+    in_scope = [h for g, h in zip(gold, hits, strict=True) if g != OTHER]
+    out_scope = [h for g, h in zip(gold, hits, strict=True) if g == OTHER]
+    return {
+        "examples": n,
+        "accuracy": round(sum(hits) / n, 4),
+        "accuracy_ci95": [round(v, 4) for v in ev.bootstrap_ci(np.asarray(hits, float))],
+        "in_scope_accuracy": round(sum(in_scope) / len(in_scope), 4) if in_scope else None,
+        "out_of_scope_recall": round(sum(out_scope) / len(out_scope), 4) if out_scope else None,
+        "model_accuracy": round(
+            sum(g == p for g, p in zip(models_gold, models_pred, strict=True)) / n, 4
+        ),
+        "per_intent": per_intent,
+        "labels": labels,
+        "confusion": {g: {p: pairs[(g, p)] for p in labels} for g in labels},
+    }

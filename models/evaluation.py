@@ -137,3 +137,27 @@ def per_model_auc(scores: np.ndarray, probs: np.ndarray, models: Sequence[str]) 
         good = 0 < y.sum() < len(y)
         out[m] = float(roc_auc_score(y, probs[ok, j])) if good else None
     return out
+
+
+def route_by_task(
+    tasks: Sequence[str], scores: np.ndarray, costs: np.ndarray, n: int = 121
+) -> list[dict[str, Any]]:
+    """The lookup-table router: each task goes to the model maximising its mean quality -
+    cost_weight * mean cost, for every cost_weight on a grid (chosen on this data, so an
+    optimistic baseline)."""
+    names = sorted(set(tasks))
+    task_of = np.array([names.index(t) for t in tasks])
+    mean_q = np.stack([scores[task_of == k].mean(axis=0) for k in range(len(names))])
+    mean_c = np.stack([costs[task_of == k].mean(axis=0) for k in range(len(names))])
+    points = []
+    for lam in cost_weight_grid(costs.mean(axis=0), n):
+        pick = (mean_q - lam * mean_c).argmax(axis=1)
+        q, c = outcome(pick[task_of], scores, costs)
+        table = {names[k]: int(pick[k]) for k in range(len(names))}
+        points.append({"cost_weight": float(lam), "quality": q, "cost": c, "table": table})
+    return points
+
+
+def paired_gain_ci(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0) -> list[float]:
+    """95% bootstrap interval of mean(a - b) over the same rows (paired)."""
+    return bootstrap_ci(np.asarray(a, dtype=np.float64) - np.asarray(b), n, seed)

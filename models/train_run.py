@@ -15,9 +15,10 @@ import orjson
 from models.artifact import Manifest, encoder_info, save_artifact
 from models.embed_cache import embed_cached
 from models.encoders import build_encoder
-from models.eval_report import PER_1K
-from models.evaluation import best_under_budget, sweep
-from models.training import TrainConfig, predict, train_router
+from models.router_fit import fit_final, folds_of, validation_predictions
+from models.router_select import PER_1K, choose
+from models.routers import KINDS, shape_of
+from models.training import TrainConfig, targets
 
 if TYPE_CHECKING:
     from strategies.base import Conversation
@@ -43,6 +44,9 @@ class TrainJob:
     vision_models: Sequence[str] = ()
     progress: bool = True
     data: dict[str, Any] = field(default_factory=dict)
+    model: str = "auto"  # mlp, knn or auto (chosen on validation)
+    folds: int = 0  # 0: 5-fold CV below 2,000 rows, else one held-out split
+    confidence: float = 0.9  # bootstrap P(gain > 0) the router needs over the best single
 
     @classmethod
     def from_args(
@@ -77,29 +81,10 @@ class TrainJob:
             vision_models=args.vision_models,
             progress=not args.no_progress,
             data={"file": data_path.name, "sha256": data_sha256},
+            model=args.model,
+            folds=args.folds,
+            confidence=args.confidence,
         )
-
-
-def recommend_cost_weight(
-    probs: np.ndarray,
-    scores: np.ndarray,
-    costs: np.ndarray,
-    model_costs: np.ndarray,
-    budgets: Sequence[float],
-) -> dict[str, Any]:
-    """On validation rows: the utility policy's curve and, per budget ($/1k), the
-    cost_weight with the best quality within it."""
-    curve = sweep(probs, scores, costs, model_costs)
-    by_budget: dict[str, Any] = {}
-    for budget in budgets:
-        best = best_under_budget(curve, budget / PER_1K)
-        if best is not None:
-            by_budget[f"{budget:g}"] = {
-                "cost_weight": best["cost_weight"],
-                "quality": round(best["quality"], 4),
-                "cost_per_1k": round(best["cost"] * PER_1K, 4),
-            }
-    return {"policy": "utility", "by_budget": by_budget}
 
 
 def run_training(
@@ -108,36 +93,56 @@ def run_training(
     scores: np.ndarray,
     costs: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Train and write ``job.out``; returns the report (also written as report.json)."""
+    """Embed, compare candidate routers on validation, decide how far to trust the chosen
+    one (never worse than the best single model), refit it, and write ``job.out``; returns
+    the report (also written as report.json)."""
     encoder = build_encoder(job.encoder, job.pretrained, job.device, job.max_tokens)
     x = embed_cached(encoder, conversations, job.cache_dir, progress=job.progress)
-    result = train_router(x, scores, job.models, job.train, progress=job.progress)
-    metrics = dict(result.metrics)
-    aucs = [v for v in metrics["val_auc"].values() if v is not None]
-    metrics["val_mean_auc"] = round(float(np.mean(aucs)), 4) if aucs else None
-    recommended: dict[str, Any] = {}
-    model_costs = None
-    if costs is not None:
-        model_costs = costs[result.train_idx].mean(axis=0) * PER_1K  # config unit: per 1k
-        if len(result.val_idx):
-            val = result.val_idx
-            recommended = recommend_cost_weight(
-                predict(result.model, x[val]), scores[val], costs[val], model_costs, job.budgets
-            )
+    kinds = KINDS if job.model == "auto" else (job.model,)
+    val_sets = folds_of(len(x), job.folds, job.train.val_fraction, job.train.seed)
+    rows, candidates = validation_predictions(x, scores, job.models, kinds, job.train, val_sets)
+    has_costs = costs is not None
+    cost_rows = costs if costs is not None else np.zeros_like(scores)
+    model_costs = cost_rows.mean(axis=0) * PER_1K  # config unit: per 1k prompts
+    prior = targets(scores, job.train).mean(axis=0)
+    chosen = choose(
+        candidates,
+        prior,
+        scores[rows],
+        cost_rows[rows],
+        model_costs,
+        job.models,
+        job.budgets if has_costs else (),
+        job.confidence,
+    )
+    decision = chosen["decision"]
+    model, fit_metrics = fit_final(decision["router"], x, scores, job.models, job.train)
+    chosen["validation"] = "holdout" if len(val_sets) == 1 else f"{len(val_sets)}-fold CV"
+    recommended = {"policy": "utility", **chosen}
     manifest = Manifest(
         encoder={**encoder_info(encoder), "pretrained": job.pretrained},
         models=list(job.models),
-        mlp=result.model.cfg.to_dict(),
-        training={**job.train.to_dict(), "data": job.data, "n_rows": len(scores)},
-        metrics={k: v for k, v in metrics.items() if k != "val_loss_history"},
+        mlp=shape_of(model),
+        training={
+            **job.train.to_dict(),
+            "model": job.model,
+            "data": job.data,
+            "n_rows": len(scores),
+        },
+        metrics={k: v for k, v in fit_metrics.items() if k != "val_loss_history"},
         recommended=recommended,
+        calibration={"alpha": decision["alpha"], "prior": [round(float(p), 6) for p in prior]},
     )
-    save_artifact(job.out, result.model, manifest)
-    report = {**manifest.to_dict(), "metrics": metrics}
+    save_artifact(job.out, model, manifest)
+    report = {**manifest.to_dict(), "metrics": fit_metrics}
     (job.out / REPORT).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     if job.write_config:
         write_routing_config(
-            job.out / ROUTING, job.models, model_costs, recommended, job.vision_models
+            job.out / ROUTING,
+            job.models,
+            model_costs if has_costs else None,
+            recommended,
+            job.vision_models,
         )
     return report
 
@@ -152,9 +157,11 @@ def write_routing_config(
     """A routing config for the artifact in the same directory (``auto.artifact: .``)."""
     import yaml
 
-    by_budget = recommended.get("by_budget", {})
+    by_budget = {
+        b: v["router"] for b, v in recommended.get("by_budget", {}).items() if v.get("router")
+    }
     weights = [v["cost_weight"] for v in by_budget.values()]
-    cost_weight = weights[-1] if weights else 0.0  # the last (usually largest) budget
+    cost_weight = weights[-1] if weights else 0.0  # the last (primary) budget
     data = {
         "models": [
             {
@@ -170,7 +177,7 @@ def write_routing_config(
     header = (
         "# Routing config for the router artifact in this directory (written by llm-router\n"
         "# train --write-config). cost: mean USD per 1k prompts in the training data.\n"
-        "# cost_weight was chosen on the validation split for the last budget; per budget\n"
+        "# cost_weight was chosen on validation for the last budget; per budget\n"
         "# (override per request with the router.cost_weight extension field):\n"
         + "".join(
             f"#   <= {b}/1k: cost_weight {v['cost_weight']:.6g}\n" for b, v in by_budget.items()

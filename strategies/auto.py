@@ -137,6 +137,13 @@ class AutoStrategy:
             probs = self._mlp.probabilities(x).float().cpu().numpy()
         return list(probs)
 
+    @property
+    def fixed_model(self) -> str | None:
+        """The single model the artifact falls back to, when training decided the router
+        does not beat it (``recommended.decision.mode == "single"``)."""
+        decision = self.manifest.recommended.get("decision") or {}
+        return decision.get("model") if decision.get("mode") == "single" else None
+
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
         batch = self._ctx.settings.batch
@@ -188,7 +195,7 @@ class AutoStrategy:
             return self._fallback(candidates)
         encoded = time.perf_counter()
         metrics.stage_duration.labels(self.name, "encode").observe(encoded - start)
-        params = policy_params(config, options)
+        params = policy_params(config, options, self.fixed_model)
         choice = select(probs, candidates, params)
         metrics.stage_duration.labels(self.name, "select").observe(time.perf_counter() - encoded)
         return RoutingDecision(

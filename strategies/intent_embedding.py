@@ -1,9 +1,12 @@
-"""Embedding intent backend: nearest configured intent by sentence-embedding similarity.
+"""Embedding intent backend: sentence embeddings of the latest user turns, then either
 
-Each intent is represented by its description and example utterances. The latest user
-turns are embedded (micro-batched with concurrent requests) and scored against every
-reference; the latest turn weighs most. Below ``ROUTER_INTENT__THRESHOLD`` the answer
-is ``other``.
+* nearest configured intent: each intent is represented by its description, its example
+  utterances and the config's ``examples_file`` rows; below ``ROUTER_INTENT__THRESHOLD``
+  the answer is ``other``; or
+* a trained intent head (config ``intent_classifier``, from ``llm-router train-intents``):
+  softmax probabilities, ``other`` under the head's validated threshold.
+
+Turns are embedded micro-batched with concurrent requests; the latest turn weighs most.
 """
 
 from __future__ import annotations
@@ -14,6 +17,16 @@ import numpy as np
 
 from app.config import OTHER_INTENT
 from models.batching import MicroBatcher
+from models.intent_data import read_intent_rows
+from models.intent_head import (
+    HEAD_CHARS,
+    TAIL_CHARS,
+    IntentHead,
+    check_head_encoder,
+    clip_text,
+    encoder_info,
+    load_head,
+)
 from models.minilm import SentenceEncoder
 from strategies.base import Conversation, StrategyContext
 from strategies.intent import IntentResult, allowed_intents
@@ -21,15 +34,11 @@ from strategies.intent import IntentResult, allowed_intents
 TURN_WEIGHTS = (1.0, 0.35, 0.15, 0.08)  # newest first; later turns share the last weight
 TOP_K = 3  # an intent's score: mean of its k most similar references (chosen by
 # leave-one-out on the default config's examples: k=1 0.79, k=2 0.82, k=3 0.83, k=5 0.82)
-HEAD_CHARS, TAIL_CHARS = 300, 700  # long turns: keep the opening and the end
 CONTEXT_CHARS = 240  # older turns are context: their last few sentences are enough
 
 
-def clip_text(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
-    """Keep the start (the instruction) and the end (the question) of a long turn."""
-    if len(text) <= head + tail:
-        return text
-    return f"{text[:head]} ... {text[-tail:]}" if head else text[-tail:]
+class IntentConfigError(ValueError):
+    """The config's intent_classifier / examples_file does not fit the configured intents."""
 
 
 def turn_weights(n: int) -> np.ndarray:
@@ -48,6 +57,7 @@ class EmbeddingIntentClassifier:
         self._batcher: MicroBatcher[str, np.ndarray] | None = None
         self._refs = np.zeros((0, 0), dtype=np.float32)
         self._ref_rows: list[np.ndarray] = []
+        self._head: IntentHead | None = None
 
     def _encode(self, texts: list[str]) -> list[np.ndarray]:
         assert self._encoder is not None
@@ -63,12 +73,20 @@ class EmbeddingIntentClassifier:
             settings.intent.device,
             settings.intent.quantize and settings.intent.device == "cpu",
         )
-        texts: list[str] = []
-        owners: list[int] = []
-        for idx, intent in enumerate(self._intents):
-            for text in [intent.description, *intent.examples]:
-                texts.append(clip_text(text))
-                owners.append(idx)
+        quantized = settings.intent.quantize and settings.intent.device == "cpu"
+        texts, owners = self._references()
+        config = self._ctx.config
+        if config.intent_classifier:
+            path = config.resolve_path(config.intent_classifier)
+            head, manifest = load_head(path)
+            check_head_encoder(manifest, encoder_info(self._encoder, quantized), path)
+            unknown = sorted(set(head.labels) - {*self._names, OTHER_INTENT})
+            if unknown:
+                raise IntentConfigError(
+                    f"intent classifier '{path}' predicts intents not in the routing config: "
+                    f"{unknown}"
+                )
+            self._head, texts, owners = head, [], []
         self._batcher = MicroBatcher(
             self._encode,
             name=f"intent-{self._encoder.name}",
@@ -77,9 +95,43 @@ class EmbeddingIntentClassifier:
             queue_size=settings.batch.queue_size,
             metrics=self._ctx.metrics,
         )
-        self._refs = np.stack(await self._batcher.run_now(texts))
+        if texts:
+            self._refs = np.stack(await self._batcher.run_now(texts))
         owner = np.asarray(owners, dtype=np.int64)
         self._ref_rows = [np.flatnonzero(owner == i) for i in range(len(self._intents))]
+
+    def _references(self) -> tuple[list[str], list[int]]:
+        """Reference texts (descriptions, examples, examples_file rows) and their intents."""
+        texts: list[str] = []
+        owners: list[int] = []
+        for idx, intent in enumerate(self._intents):
+            for text in [intent.description, *intent.examples]:
+                texts.append(clip_text(text))
+                owners.append(idx)
+        config = self._ctx.config
+        if config.examples_file:
+            path = config.resolve_path(config.examples_file)
+            extra, labels = read_intent_rows(path)
+            index = {name: i for i, name in enumerate(self._names)}
+            unknown = sorted(set(labels) - set(index))
+            if unknown:
+                raise IntentConfigError(
+                    f"examples_file {path} has intents not in the routing config: {unknown}"
+                )
+            texts += [clip_text(t) for t in extra]
+            owners += [index[label] for label in labels]
+        return texts, owners
+
+    def head_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Per-intent probability from the trained head, weighted over turns (newest
+        first); intents the head does not know score 0."""
+        assert self._head is not None
+        probs = self._head.probabilities(vectors).T @ turn_weights(vectors.shape[0])
+        out = np.zeros(len(self._names), dtype=np.float32)
+        for j, label in enumerate(self._head.labels):
+            if label in self._names:
+                out[self._names.index(label)] = probs[j]
+        return out
 
     def score(self, vectors: np.ndarray) -> np.ndarray:
         """Per-intent score: mean of its TOP_K most similar references, per turn, then
@@ -103,12 +155,15 @@ class EmbeddingIntentClassifier:
         self._ctx.metrics.stage_duration.labels("intent", "encode").observe(
             asyncio.get_running_loop().time() - start
         )
-        scores = self.score(np.stack(vectors))
+        if self._head is not None:
+            scores, threshold = self.head_scores(np.stack(vectors)), self._head.threshold
+        else:
+            scores, threshold = self.score(np.stack(vectors)), self._ctx.settings.intent.threshold
         allowed = set(allowed_intents(self._ctx, conversation))
         masked = np.where([n in allowed for n in self._names], scores, -np.inf)
         best = int(np.argmax(masked))
         intent = self._names[best]
-        if not np.isfinite(masked[best]) or masked[best] < self._ctx.settings.intent.threshold:
+        if not np.isfinite(masked[best]) or masked[best] < threshold:
             intent = OTHER_INTENT
         return IntentResult(
             intent=intent,

@@ -8,6 +8,10 @@ evaluation and the benchmarks, so what is measured is what is served.
   when none qualifies, the most probable model wins.
 * ``utility``: the model with the largest ``p - cost_weight * cost`` wins (ties: higher
   probability, then lower cost).
+
+An artifact whose router did not beat the best single model on validation names that
+model (``fixed_model``): it is chosen whenever it is a candidate (reason ``single_model``),
+and the policy only ranks the fallbacks.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class PolicyParams:
     thresholds: Mapping[str, float]
     costs: Mapping[str, float]
     cost_weight: float = 0.0
+    fixed_model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +48,9 @@ class Selection:
     ranking: list[str]
 
 
-def policy_params(config: RoutingConfig, options: RouteOptions | None = None) -> PolicyParams:
+def policy_params(
+    config: RoutingConfig, options: RouteOptions | None = None, fixed_model: str | None = None
+) -> PolicyParams:
     """Thresholds, costs and cost weight from the routing config, with the request's
     overrides applied on top."""
     thresholds = {m.name: m.threshold for m in config.models}
@@ -54,7 +61,7 @@ def policy_params(config: RoutingConfig, options: RouteOptions | None = None) ->
         costs.update(options.costs)
         if options.cost_weight is not None:
             cost_weight = options.cost_weight
-    return PolicyParams(config.auto.policy, thresholds, costs, cost_weight)
+    return PolicyParams(config.auto.policy, thresholds, costs, cost_weight, fixed_model)
 
 
 def select(
@@ -70,10 +77,17 @@ def select(
     if missing:
         raise ValueError(f"no probability for candidate model(s) {missing}")
     if params.policy == "utility":
-        return _utility(probs, candidates, params)
-    if params.policy == "threshold_cost":
-        return _threshold_cost(probs, candidates, params)
-    raise ValueError(f"unknown selection policy '{params.policy}' (valid: {', '.join(POLICIES)})")
+        choice = _utility(probs, candidates, params)
+    elif params.policy == "threshold_cost":
+        choice = _threshold_cost(probs, candidates, params)
+    else:
+        raise ValueError(
+            f"unknown selection policy '{params.policy}' (valid: {', '.join(POLICIES)})"
+        )
+    fixed = params.fixed_model
+    if fixed is None or fixed not in candidates:
+        return choice
+    return Selection(fixed, "single_model", [fixed, *(m for m in choice.ranking if m != fixed)])
 
 
 def _cost(params: PolicyParams, model: str) -> float:

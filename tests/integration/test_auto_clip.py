@@ -45,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         str(weights), "--out", str(artifact), "--epochs", "40", "--patience", "40",
         "--hidden", "32,16", "--val-fraction", "0.25", "--members", "2",
         "--cache-dir", str(root / "cache"), "--no-progress", "--write-config",
-        "--vision-models", "vlm",
+        "--vision-models", "vlm", "--model", "mlp", "--confidence", "0",
     ])  # fmt: skip
     assert code == 0
     config = routing_yaml(root / "routing.yaml", "artifact", policy="threshold_cost")
@@ -69,7 +69,8 @@ def test_train_writes_artifact_and_report(trained: Trained) -> None:
     report = json.loads((trained.artifact / "report.json").read_text())
     for key in ("val_loss", "best_epoch", "epochs_run", "val_loss_history", "val_auc"):
         assert key in report["metrics"]
-    assert set(report["recommended"]["by_budget"]) == {"0.35", "2"}
+    assert set(report["recommended"]["by_budget"]) == {"0.35", "0.5", "1", "2"}
+    assert report["recommended"]["decision"]["mode"] in {"router", "single"}
     assert (trained.artifact / "weights.safetensors").stat().st_size > 0
     assert "auto:" in (trained.artifact / "routing.yaml").read_text()
     assert list((trained.root / "cache").glob("*.npz"))  # embeddings cached

@@ -1,0 +1,126 @@
+"""Arguments of the offline subcommands (train, train-intents, eval options); the
+commands themselves are in app/cli.py and call into models/."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from models.embed_cache import DEFAULT_CACHE_DIR
+
+DEFAULT_BUDGETS = "0.35,0.5,1,2"
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def add_train_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``train`` on the top-level subparsers."""
+    p = sub.add_parser("train", help="train a router artifact on quality-labelled JSONL")
+    p.add_argument("data", help="JSONL: messages + per-model scores (+ optional costs)")
+    p.add_argument("--out", required=True, help="artifact directory to write")
+    p.add_argument("--encoder", default="minilm", help="'minilm' or 'open_clip:<model>'")
+    p.add_argument("--pretrained", help="open_clip pretrained tag or local checkpoint path")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--max-tokens", type=int, help="text budget in tokens (default: encoder's)")
+    p.add_argument("--epochs", type=int, default=100, help="max epochs (early stopping)")
+    p.add_argument("--patience", type=int, default=8, help="epochs without val improvement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--hidden", type=ints, default=(256, 128), help="e.g. 256,128")
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--norm", choices=["layernorm", "batchnorm", "none"], default="layernorm")
+    p.add_argument("--members", type=int, default=1, help="ensemble size (seeds)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--soft-labels", action="store_true", help="scores as soft BCE targets")
+    p.add_argument("--label-threshold", type=float, default=0.5)
+    p.add_argument(
+        "--budgets",
+        type=floats,
+        default=floats(DEFAULT_BUDGETS),
+        help="cost-per-1k budgets for which to pick cost_weight on validation",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help="embedding cache ('' disables)",
+    )
+    p.add_argument(
+        "--write-config",
+        action="store_true",
+        help="also write routing.yaml (models, mean costs per 1k) in --out",
+    )
+    p.add_argument(
+        "--vision-models",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=[],
+        help="models marked vision: true in the written routing.yaml",
+    )
+    p.add_argument(
+        "--model",
+        choices=["auto", "mlp", "knn"],
+        default="auto",
+        help="router kind; auto compares the MLP and kNN (several k) on validation",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="validation: k-fold CV (0 = 5 folds below 2,000 rows, else --val-fraction holdout)",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.9,
+        help="bootstrap P(gain > 0) over the best single model the router must reach on "
+        "validation, else the artifact always picks that model (0: off, raw router)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def add_quality_eval_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``eval`` that only quality/cost data uses."""
+    p.add_argument(
+        "--policy",
+        choices=["threshold_cost", "utility"],
+        help="override auto.policy (quality data)",
+    )
+    p.add_argument("--cost-weight", type=float, help="override auto.cost_weight")
+    p.add_argument(
+        "--budgets",
+        type=floats,
+        default=floats(DEFAULT_BUDGETS),
+        help="cost-per-1k budgets for best-under-budget points (quality data)",
+    )
+    p.add_argument("--plot", help="PNG plot path (default: --out with .png)")
+
+
+def add_train_intents_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``train-intents`` on the top-level subparsers."""
+    p = sub.add_parser(
+        "train-intents",
+        help="fit an intent classifier on labelled messages for a routing config",
+    )
+    p.add_argument("data", help='JSONL: {"messages": [...] or "text": ..., "intent": NAME}')
+    p.add_argument("--config", help="base routing config (models, intents); ROUTER_CONFIG")
+    p.add_argument("--out", required=True, help="directory for intent-head/ and routing.yaml")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--oos-share",
+        type=float,
+        help="expected share of out-of-scope traffic: weights validation rows when choosing "
+        "the 'other' threshold (default: the validation data's own mix)",
+    )
+    p.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="embedding cache ('' disables)"
+    )
+    return p

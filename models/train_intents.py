@@ -1,0 +1,109 @@
+"""``llm-router train-intents``: fit an intent head on labelled messages for a routing
+config and write the artifact plus a routing config that uses it.
+
+Layout of ``out``: ``intent-head/`` (weights.safetensors + manifest.json: encoder
+fingerprint, labels, threshold, metrics) and ``routing.yaml`` (the base config plus
+``intent_classifier: intent-head``; the base's relative paths made absolute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models.embed_cache import DEFAULT_CACHE_DIR
+from models.intent_data import OTHER, IntentDataError, read_intent_rows
+from models.intent_head import TextEmbedder, save_head
+from models.intent_train import fit_intents
+
+if TYPE_CHECKING:
+    from app.config import RoutingConfig
+
+HEAD_DIR = "intent-head"
+ROUTING = "routing.yaml"
+
+
+@dataclass(slots=True)
+class IntentJob:
+    data: Path
+    config: RoutingConfig
+    out: Path
+    encoder: str = "minilm"
+    device: str = "cpu"
+    quantize: bool = True
+    val_fraction: float = 0.2
+    seed: int = 0
+    cache_dir: Path | str | None = DEFAULT_CACHE_DIR
+    oos_share: float | None = None  # weight of out-of-scope rows in the threshold choice
+
+
+def config_rows(config: RoutingConfig) -> tuple[list[str], list[str]]:
+    """The config's descriptions, examples and examples_file rows as labelled texts."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for intent in config.intents:
+        for text in [intent.description, *intent.examples]:
+            texts.append(text)
+            labels.append(intent.name)
+    if config.examples_file:
+        extra, extra_labels = read_intent_rows(config.resolve_path(config.examples_file))
+        texts += extra
+        labels += extra_labels
+    return texts, labels
+
+
+def check_intents(labels: list[str], config: RoutingConfig, source: str) -> None:
+    known = {i.name for i in config.intents} | {OTHER}
+    unknown = sorted(set(labels) - known)
+    if unknown:
+        raise IntentDataError(
+            f"{source}: intent(s) {unknown} are not in the routing config "
+            f"(configured: {sorted(known)})"
+        )
+
+
+def run_train_intents(job: IntentJob) -> dict[str, Any]:
+    """Fit, write ``job.out``, return the head's manifest."""
+    texts, labels = read_intent_rows(job.data)
+    if not texts:
+        raise IntentDataError(f"{job.data} has no rows")
+    check_intents(labels, job.config, str(job.data))
+    extra, extra_labels = config_rows(job.config)
+    check_intents(extra_labels, job.config, "examples_file")
+    embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
+    x = embedder.embed(texts)
+    x_config = embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
+    result = fit_intents(
+        x, labels, x_config, extra_labels, job.val_fraction, job.seed, oos_share=job.oos_share
+    )
+    manifest = {
+        "encoder": embedder.info,
+        "metrics": result.metrics,
+        "training": {"data": job.data.name, "val_fraction": job.val_fraction, "seed": job.seed},
+    }
+    save_head(job.out / HEAD_DIR, result.head, manifest)
+    write_config(job.config, job.out / ROUTING)
+    return {**manifest, "labels": result.head.labels, "threshold": result.head.threshold}
+
+
+def write_config(config: RoutingConfig, path: Path) -> Path:
+    """The base config plus ``intent_classifier``; paths stay valid from the new place."""
+    import yaml
+
+    data = config.model_dump(mode="json", exclude_none=True)
+    if config.examples_file:
+        data["examples_file"] = str(config.resolve_path(config.examples_file).resolve())
+    artifact = config.auto.artifact
+    if artifact:
+        data["auto"]["artifact"] = str(config.resolve_path(artifact).resolve())
+    data["intent_classifier"] = HEAD_DIR
+    header = (
+        f"# Written by llm-router train-intents from {config.source}: the same models and\n"
+        f"# intents, classified by the trained head in ./{HEAD_DIR}.\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

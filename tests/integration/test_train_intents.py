@@ -1,0 +1,120 @@
+"""`llm-router train-intents` end to end with the real packaged MiniLM on ~50 rows:
+train -> DIR/routing.yaml serves with the head -> eval reports per-intent and
+out-of-scope numbers; a config's examples_file feeds the untrained backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import app_client, make_settings, user
+from tests.integration.test_cli_route_eval import cli
+
+pytestmark = pytest.mark.embedding
+
+BASE = """\
+models:
+  - name: big
+    cost: 1.0
+  - name: small
+    cost: 0.1
+intents:
+  - name: weather
+    description: questions about the weather forecast, rain, temperature
+    model: small
+  - name: coding
+    description: writing or debugging program code
+    model: big
+    examples: ["fix this python function"]
+  - name: other
+    description: anything else
+    model: small
+"""
+WEATHER = ["will it rain tomorrow", "how hot is it today", "is it sunny in Paris",
+           "forecast for the weekend", "do I need an umbrella", "temperature tonight",
+           "will it snow this week", "is a storm coming", "how windy is it outside",
+           "what's the weather in Rome"]  # fmt: skip
+CODING = ["my python loop is too slow", "write a sql query for top salaries",
+          "why does this java code throw a null pointer", "implement quicksort in rust",
+          "refactor this javascript function", "debug my segfault in C",
+          "how do I reverse a linked list in go", "unit test this method",
+          "fix the off-by-one error in my code", "write a bash script to rename files"]  # fmt: skip
+OTHER = ["book a table for two", "what's the capital of Peru", "play some jazz",
+         "translate hello to german", "set an alarm for 7", "who won the game last night",
+         "order a pizza", "how many cups in a litre", "call my mother",
+         "recommend a novel"]  # fmt: skip
+
+
+def rows(texts: list[str], intent: str) -> list[str]:
+    return [json.dumps({"text": t, "intent": intent}) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("intents")
+    (root / "base.yaml").write_text(BASE)
+    lines = rows(WEATHER, "weather") + rows(CODING, "coding") + rows(OTHER, "")
+    lines += [json.dumps({"messages": [user("is it going to be cold")], "intent": "weather"})]
+    (root / "train.jsonl").write_text("\n".join(lines) + "\n")
+    proc = cli("train-intents", str(root / "train.jsonl"), "--config", str(root / "base.yaml"),
+               "--out", str(root / "out"), "--cache-dir", str(root / "cache"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "intent head written" in proc.stdout
+    return root
+
+
+def test_artifact_records_encoder_labels_threshold(trained: Path) -> None:
+    manifest = json.loads((trained / "out/intent-head/manifest.json").read_text())
+    assert manifest["encoder"]["name"] == "all-MiniLM-L6-v2"
+    assert manifest["encoder"]["quantized"] is True and manifest["encoder"]["fingerprint"]
+    assert set(manifest["labels"]) == {"weather", "coding", "other"}
+    assert 0.0 <= manifest["threshold"] < 1.0
+    assert manifest["metrics"]["n_rows"] == 31
+    assert "intent_classifier: intent-head" in (trained / "out/routing.yaml").read_text()
+
+
+def test_eval_reports_per_intent_and_out_of_scope(trained: Path) -> None:
+    test = rows(["rain expected on monday?", "is it cold in Oslo"], "weather")
+    test += rows(["my rust code does not compile", "write a python class"], "coding")
+    test += rows(["buy concert tickets", "what time is it in Tokyo"], "other")
+    (trained / "test.jsonl").write_text("\n".join(test) + "\n")
+    out = trained / "report.json"
+    proc = cli("eval", str(trained / "test.jsonl"), "--config", str(trained / "out/routing.yaml"),
+               "--strategy", "intent", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["intent_classifier"] == "intent-head"
+    assert set(report["per_intent"]) >= {"weather", "coding", "other"}
+    assert report["out_of_scope_recall"] is not None and report["accuracy"] >= 4 / 6
+    assert "out-of-scope recall" in proc.stdout
+
+
+async def test_serving_uses_the_head(trained: Path) -> None:
+    settings = make_settings(strategy="intent", config=str(trained / "out/routing.yaml"))
+    async with app_client(settings) as client:
+        resp = await client.post("/v1/chat/completions", json={
+            "messages": [user("will it rain in London tomorrow?")]})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        router = resp.json()["router"]
+        assert router["intent"] == "weather" and router["model"] == "small"
+        assert set(router["scores"]) == {"weather", "coding", "other"}
+
+
+def test_unknown_intent_in_data_is_an_error_naming_it(trained: Path) -> None:
+    (trained / "bad.jsonl").write_text('{"text": "hi", "intent": "greeting"}\n')
+    proc = cli("train-intents", str(trained / "bad.jsonl"), "--config",
+               str(trained / "base.yaml"), "--out", str(trained / "bad"))  # fmt: skip
+    assert proc.returncode == 2
+    assert "greeting" in proc.stderr and "not in the routing config" in proc.stderr
+
+
+async def test_examples_file_adds_references(tmp_path: Path) -> None:
+    (tmp_path / "ex.jsonl").write_text("\n".join(rows(WEATHER, "weather")) + "\n")
+    (tmp_path / "r.yaml").write_text(BASE + "examples_file: ex.jsonl\n")
+    settings = make_settings(strategy="intent", config=str(tmp_path / "r.yaml"))
+    async with app_client(settings) as client:
+        resp = await client.post("/v1/chat/completions", json={
+            "messages": [user("do I need an umbrella tomorrow?")]})  # fmt: skip
+        assert resp.json()["router"]["intent"] == "weather"
