@@ -45,6 +45,7 @@ class RouterState:
     strategy: RoutingStrategy | None = None
     start_error: str | None = None  # the detail, for the log and on_fatal only
     failure: str | None = None  # what /ready may tell anyone: no paths, no exception text
+    started: bool = False  # start() returned; not ready after that means unhealthy
     http: httpx.AsyncClient | None = None
     images: ImageLoader | None = None
     proxy: Any = None
@@ -101,6 +102,7 @@ async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | 
         if on_fatal is not None:
             on_fatal(state.start_error)
         return
+    state.started = True
     adopt_library_loggers()  # model libraries imported while loading may add handlers
     state.metrics.ready.set(1)
     if state.workers is not None:

@@ -207,6 +207,8 @@ async def ready(request: Request) -> Response:
         return Response(orjson.dumps(body), media_type=JSON)
     if state.failure:  # the detail (paths, exception text) is in the log only
         raise NotReadyError(f"not ready: {state.failure}")
+    if state.started:  # e.g. the vLLM engine died and the process was told not to exit
+        raise NotReadyError("not ready: the strategy is unhealthy; see the server log")
     raise NotReadyError("not ready: strategy is loading")
 
 

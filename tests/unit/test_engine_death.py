@@ -97,6 +97,7 @@ async def test_no_exit_when_disabled_but_still_unready(
         await chat(client)
         ready = await client.get("/ready")
     assert fatal == [] and ready.status_code == 503
+    assert "unhealthy" in ready.json()["error"]["message"]  # not "loading"
     (event,) = dead_events(capsys.readouterr().err)
     assert event["exit"] is False
 
