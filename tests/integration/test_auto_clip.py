@@ -137,16 +137,23 @@ async def test_auto_artifact_setting_overrides_config(trained: Trained, tmp_path
 
 
 async def _startup_error(settings: object) -> str:
-    async with app_client(settings, ready=False) as client:  # type: ignore[arg-type]
+    """The startup failure's detail, as the server's log and exit message get it; /ready
+    says only that the start failed (no paths or exception text to anonymous callers)."""
+    import asyncio
+
+    fatal: list[str] = []
+    async with app_client(settings, ready=False, on_fatal=fatal.append) as client:  # type: ignore[arg-type]
         for _ in range(600):
             resp = await client.get("/ready")
             if "loading" not in resp.text:
                 break
-            import asyncio
-
             await asyncio.sleep(0.05)
         assert resp.status_code == 503
-        return str(resp.json()["error"]["message"])
+        assert resp.json()["error"]["message"] == (
+            "not ready: the strategy failed to start; see the server log"
+        )
+    assert len(fatal) == 1
+    return fatal[0]
 
 
 def _tampered(trained: Trained, tmp_path: Path, **encoder: object) -> Path:
