@@ -17,7 +17,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -82,13 +82,12 @@ def server_process(env: dict[str, str] | None = None, timeout: float = 300.0) ->
         yield base
 
 
-@contextmanager
-def running_server(
-    env: dict[str, str] | None = None, timeout: float = 300.0, output: Path | None = None
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``llm-router serve`` on loopback, run in an empty directory (a developer's ``.env``
-    is not read); yields its base URL and process. Output (stdout and stderr) goes to
-    ``output`` when given, which nothing has to drain, else to a pipe."""
+def spawn_server(
+    env: dict[str, str] | None = None, output: IO[str] | None = None, **popen: Any
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``llm-router serve`` on a free loopback port, in an empty directory (a
+    developer's ``.env`` is not read); returns the process and its base URL at once.
+    Output (stdout and stderr) goes to ``output`` when given, else to a pipe."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -97,30 +96,48 @@ def running_server(
         "PYTHONPATH": str(ROOT),
         **(env or {}),
     }
-    sink = output.open("w") if output is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "app"],
         cwd=empty_dir(),
         env=full_env,
-        stdout=sink or subprocess.PIPE,
+        stdout=output or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen,
     )
-    base = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[str], base: str, timeout: float, output: Path | None = None
+) -> None:
+    """Poll ``/ready`` until 200; the server's output in the error if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            text = output.read_text() if output else proc.stdout.read()  # type: ignore[union-attr]
+            raise RuntimeError(f"server exited {proc.returncode}:\n{text}")
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("server did not become ready")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 300.0, output: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``llm-router serve`` on loopback, ready; yields its base URL and process, and stops
+    it (SIGTERM, then SIGKILL after 30 s) afterwards. Output goes to ``output`` when given,
+    which nothing has to drain, else to a pipe."""
+    sink = output.open("w") if output is not None else None
+    proc, base = spawn_server(env, sink)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                text = output.read_text() if output else proc.stdout.read()  # type: ignore[union-attr]
-                raise RuntimeError(f"server exited {proc.returncode}:\n{text}")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not become ready")
-            time.sleep(0.2)
+        wait_until_ready(proc, base, timeout, output)
         yield base, proc
     finally:
         proc.terminate()

@@ -3,10 +3,8 @@ response completes) and the process exits 0, not 143."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,44 +12,16 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.helpers import ROOT, free_port, user
+from tests.helpers import running_server, user
 
 
 @contextmanager
 def serve(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "ROUTER_HOST": "127.0.0.1",
-            "ROUTER_PORT": str(port),
-            "ROUTER_STRATEGY": "tests.fakes:SlowFakeStrategy",
-            **env,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+    with running_server({"ROUTER_STRATEGY": "tests.fakes:SlowFakeStrategy", **env}, timeout=60) as (
+        base,
+        proc,
+    ):
         yield proc, base
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
 
 
 def test_sigterm_exits_0_after_a_clean_drain() -> None:

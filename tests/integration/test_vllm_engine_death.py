@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import ROOT, free_port
+from tests.helpers import spawn_server, wait_until_ready
 from tests.tiny_models import build_tiny_qwen3
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -26,30 +23,12 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 STARTUP_S = 400.0
 
 
-def wait_ready(proc: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"router exited {proc.returncode} before it was ready"
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("router did not become ready")
-
-
 def test_killed_engine_core_makes_the_router_exit(tmp_path: Path) -> None:
     psutil = pytest.importorskip("psutil")  # a vLLM dependency: always there with vLLM
     model = build_tiny_qwen3(tmp_path / "tiny-qwen3")
-    port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
         "VLLM_ENABLE_V1_MULTIPROCESSING": "1",
         "VLLM_CPU_KVCACHE_SPACE": "1",
-        "ROUTER_HOST": "127.0.0.1",
-        "ROUTER_PORT": str(port),
         "ROUTER_STRATEGY": "intent",
         "ROUTER_INTENT__BACKEND": "vllm",
         "ROUTER_INTENT__MODEL": str(model),
@@ -58,14 +37,11 @@ def test_killed_engine_core_makes_the_router_exit(tmp_path: Path) -> None:
         "ROUTER_INTENT__HEALTH_INTERVAL_S": "0.5",
         "ROUTER_LOG_FORMAT": "json",
     }
-    log = (tmp_path / "router.log").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "router.log"
+    log = log_path.open("w+")
+    proc, base = spawn_server(env, log, start_new_session=True)
     try:
-        wait_ready(proc, base)
+        wait_until_ready(proc, base, STARTUP_S, log_path)
         body = {"messages": [{"role": "user", "content": "hi"}]}
         ok = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120)
         assert ok.json()["router"]["reason"] == "intent"

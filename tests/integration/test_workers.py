@@ -4,18 +4,15 @@ all-or-nothing readiness, SIGTERM draining every worker, startup failure exiting
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import FAKE, ROOT, free_port, server_process, user
+from tests.helpers import FAKE, server_process, spawn_server, user, wait_until_ready
 
 pytestmark = pytest.mark.slow  # each test spawns a supervisor and two workers
 
@@ -68,35 +65,11 @@ def test_two_workers_one_scrape_counts_every_decision() -> None:
 
 
 def start(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "ROUTER_HOST": "127.0.0.1",
-            "ROUTER_PORT": str(port),
-            **env,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
+    return spawn_server(env)
 
 
-def wait_ready(proc: subprocess.Popen[str], base: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("workers did not become ready")
+def wait_ready(proc: subprocess.Popen[str], base: str) -> None:
+    wait_until_ready(proc, base, timeout=120)
 
 
 def test_sigterm_drains_every_worker_and_exits_zero() -> None:
