@@ -138,6 +138,12 @@ class AutoSettings(BaseModel):
         description="open_clip on CUDA: decode JPEGs (nvJPEG), resize and normalise images "
         "on the device; off = PIL on the CPU.",
     )
+    cuda_graphs: bool = Field(
+        True,
+        description="open_clip on CUDA: replay both towers from CUDA graphs captured at "
+        "start, one per batch size 1, 2, 4, ... up to batch.max_size (far fewer kernel "
+        "launches at small batches); off = eager.",
+    )
     artifact: str | None = Field(
         None, description="Router artifact directory; overrides 'auto.artifact' in the config."
     )

@@ -67,7 +67,13 @@ def random_artifact(
 
 
 def context(
-    encoder: str, pretrained: str | None, device: str, artifact: Path, batch: int, window_ms: float
+    encoder: str,
+    pretrained: str | None,
+    device: str,
+    artifact: Path,
+    batch: int,
+    window_ms: float,
+    cuda_graphs: bool = True,
 ) -> Any:
     from app.config import RoutingConfig
     from app.metrics import RouterMetrics
@@ -91,6 +97,7 @@ def context(
                 "pretrained": pretrained,
                 "device": device,
                 "artifact": str(artifact),
+                "cuda_graphs": cuda_graphs,
             },
             "batch": {"max_size": batch, "window_ms": window_ms, "queue_size": 4096},
         }
@@ -148,8 +155,8 @@ class TimeSplit:
         batcher._fn = timed_score
         encoder = strategy.encoder
         targets = [(strategy._mlp, "probabilities")]
-        if hasattr(encoder, "_model"):
-            targets += [(encoder._model, "encode_text"), (encoder._model, "encode_image")]
+        if hasattr(encoder, "_encode_text"):  # open_clip: both towers (graphed or eager)
+            targets += [(encoder, "_encode_text"), (encoder, "_encode_image")]
             targets += [(encoder, "_pixels")]
         for owner, attr in targets:
             setattr(owner, attr, self._device_part(getattr(owner, attr)))
@@ -211,7 +218,9 @@ async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[
     result: dict[str, Any] = {"encoder": name, "with_image": bool(image), "runs": []}
     for batching in (True, False):
         size, window = (args.batch, args.window_ms) if batching else (1, 0.0)
-        strategy = AutoStrategy(context(name, pretrained, args.device, artifact, size, window))
+        strategy = AutoStrategy(
+            context(name, pretrained, args.device, artifact, size, window, args.cuda_graphs)
+        )
         await strategy.start()
         split = TimeSplit(strategy, args.device)
         try:
@@ -244,9 +253,21 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU {m['gpu']}; commit {m['git_commit']}; "
         f"python {m['python']}, {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
         "",
+    ]
+    if report["encoders"]:
+        lines += strategy_rows(report)
+    if report.get("http"):
+        lines += ["", http_markdown(report["http"])]
+    if report.get("note"):
+        lines += ["", report["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def strategy_rows(report: dict[str, Any]) -> list[str]:
+    lines = [
         f"Strategy-level (no HTTP), {report['requests']} RouterBench prompts per run, "
         f"micro-batching on = max_size {report['batch']}, window {report['window_ms']} ms; "
-        "off = batch size 1.",
+        f"off = batch size 1. CUDA graphs: {report.get('cuda_graphs', 'n/a')}.",
         "",
         "Time split per encoder batch: wall (CPU thread) vs its device part (image "
         "decode/preprocess, towers, MLP; torch.cuda.Event on CUDA).",
@@ -270,11 +291,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"- {enc['encoder']}: throughput batching on/off = "
             f"{enc['batching_speedup']} (by concurrency)"
         )
-    if report.get("http"):
-        lines += ["", http_markdown(report["http"])]
-    if report.get("note"):
-        lines += ["", report["note"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,6 +328,30 @@ def main(argv: list[str] | None = None) -> int:
         help="HTTP runs: p50 at the first, throughput at every one",
     )
     p.add_argument("--http-requests", type=int, default=1000, help="requests per HTTP run")
+    p.add_argument(
+        "--http-workers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1],
+        help="HTTP runs: one server per ROUTER_WORKERS value in this list",
+    )
+    p.add_argument(
+        "--client-procs",
+        type=int,
+        default=1,
+        help="HTTP load-generator processes above c=1 (one Python client tops out first)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open_clip on CUDA: towers replayed from CUDA graphs (ROUTER_AUTO__CUDA_GRAPHS)",
+    )
+    p.add_argument(
+        "--strategy-level",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the strategy-level runs (no HTTP); --no-strategy-level for HTTP runs only",
+    )
     p.add_argument("--note", default="", help="free text stored with the results")
     p.add_argument("--out", default=str(ROOT / "bench/results"), help="output directory")
     p.add_argument("--name", default="auto", help="file stem of the results")
@@ -323,10 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "window_ms": args.window_ms,
         "device": args.device,
+        "cuda_graphs": args.cuda_graphs,
         "encoders": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for name in [e for e in args.encoders.split(",") if e]:
+        for name in [e for e in args.encoders.split(",") if e and args.strategy_level]:
             try:
                 report["encoders"].append(asyncio.run(bench_encoder(name, args, Path(tmp))))
             except (ImportError, EncoderLoadError) as exc:

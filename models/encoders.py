@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +24,8 @@ from models.minilm import PACKAGED, EncoderLoadError, SentenceEncoder
 
 if TYPE_CHECKING:
     from strategies.base import Conversation
+
+log = logging.getLogger(__name__)
 
 OPEN_CLIP_PREFIX = "open_clip:"
 MINILM = "minilm"
@@ -111,6 +114,8 @@ class OpenClipEncoder:
         max_tokens: int | None = None,
         autocast: str = "bf16",
         device_images: bool = True,
+        cuda_graphs: bool = True,
+        graph_batch: int = 32,
     ) -> None:
         try:
             import open_clip
@@ -142,6 +147,46 @@ class OpenClipEncoder:
         self.embed_dim = self._probe_dim()
         self.dim = 2 * self.embed_dim
         self.fingerprint = weights_fingerprint(model)
+        self._encode_text: Any = model.encode_text
+        self._encode_image: Any = model.encode_image
+        self.cuda_graphs = False
+        if on_cuda and cuda_graphs:
+            self._capture_graphs(graph_batch)
+
+    def _capture_graphs(self, largest: int) -> None:
+        """Replay both towers from CUDA graphs (models/cuda_graphs.py); on any capture
+        failure keep the eager towers and say so once in the log."""
+        from models.cuda_graphs import GraphedTower, buckets_up_to
+
+        torch = self._torch
+        buckets = buckets_up_to(largest)
+        try:
+            text = GraphedTower(
+                self._model.encode_text,
+                (self.context_length,),
+                torch.long,
+                self._device,
+                buckets,
+                self._autocast_dtype,
+            )
+            image = None
+            if self._pixel_spec is not None:
+                size = self._pixel_spec.size
+                image = GraphedTower(
+                    self._model.encode_image,
+                    (3, size, size),
+                    torch.float32,
+                    self._device,
+                    buckets,
+                    self._autocast_dtype,
+                )
+        except Exception as exc:  # an op that cannot be captured: eager is still correct
+            log.warning("CUDA graph capture failed for %s, running eagerly: %s", self.name, exc)
+            return
+        self._encode_text = text
+        if image is not None:
+            self._encode_image = image
+        self.cuda_graphs = True
 
     def _probe_dim(self) -> int:
         with self._torch.inference_mode():
@@ -189,9 +234,9 @@ class OpenClipEncoder:
             # pixels first: the device JPEG decoder wants an idle stream (clip_pixels)
             pixels = self._pixels([img for _, img in owned]) if owned else None
             tokens = self._tokens([conversation_text(c) for c in conversations])
-            out[:, : self.embed_dim] = self._normalise(self._model.encode_text(tokens).float())
+            out[:, : self.embed_dim] = self._normalise(self._encode_text(tokens).float())
             if pixels is not None:
-                image = self._normalise(self._model.encode_image(pixels).float())
+                image = self._normalise(self._encode_image(pixels).float())
                 owners = torch.tensor([i for i, _ in owned], device=self._device)
                 sums = torch.zeros((len(conversations), self.embed_dim), device=self._device)
                 sums.index_add_(0, owners, image)
@@ -244,6 +289,8 @@ def build_encoder(
     max_tokens: int | None = None,
     autocast: str = "off",
     device_images: bool = True,
+    cuda_graphs: bool = False,
+    graph_batch: int = 32,
 ) -> Encoder:
     """The encoder named by ``ROUTER_AUTO__ENCODER`` ('minilm' or 'open_clip:<model>')."""
     if name == MINILM:
@@ -256,6 +303,8 @@ def build_encoder(
             max_tokens=max_tokens,
             autocast=autocast,
             device_images=device_images,
+            cuda_graphs=cuda_graphs,
+            graph_batch=graph_batch,
         )
     raise EncoderLoadError(
         f"unknown encoder '{name}' (ROUTER_AUTO__ENCODER: 'minilm' or 'open_clip:<model>', "

@@ -118,6 +118,8 @@ class AutoStrategy:
             max_tokens=manifest.encoder.get("max_tokens"),
             autocast=settings.autocast,
             device_images=settings.device_images,
+            cuda_graphs=settings.cuda_graphs,
+            graph_batch=self._ctx.settings.batch.max_size,
         )
         check_compatible(manifest, encoder, self._ctx.config.model_names)
         self._mlp = load_weights(self._path, manifest, settings.device)

@@ -98,3 +98,52 @@ async def test_auto_strategy_routes_jpegs_on_cuda(tiny: tuple[str, Path], tmp_pa
         assert decision.model in {"b", "c"}  # the vision models
     finally:
         await strategy.aclose()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8, 11])
+def test_cuda_graph_towers_match_eager_towers(tiny: tuple[str, Path], batch: int) -> None:
+    """Replayed graphs (bucket 4 for 3 rows, padded; 11 > the largest bucket runs eagerly)
+    give the eager towers' embeddings, with and without images."""
+    import numpy as np
+
+    from app.images import open_image
+    from app.settings import LimitSettings
+    from models.encoders import build_encoder
+    from strategies.base import Conversation
+
+    name, weights = tiny
+    graphed = build_encoder(
+        name, str(weights), "cuda", autocast="bf16", cuda_graphs=True, graph_batch=8
+    )
+    eager = build_encoder(name, str(weights), "cuda", autocast="bf16", cuda_graphs=False)
+    assert graphed.cuda_graphs and not eager.cuda_graphs  # type: ignore[attr-defined]
+    limits = LimitSettings()
+    convs = [
+        Conversation.from_text(
+            f"question number {i} about the picture",
+            [open_image(jpeg(320 + 16 * i, 240, seed=i), limits, "p", preview=True)]
+            if i % 2 == 0
+            else [],
+        )
+        for i in range(batch)
+    ]
+    # a different batch first, so stale rows sit in the graphs' static inputs
+    graphed.embed([Conversation.from_text("something else entirely", [])] * 8)
+    a, b = graphed.embed(convs), eager.embed(convs)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    # whole vectors: text half and image half (zeros for rows without an image)
+    assert cos.min() >= 0.999, cos
+
+
+def test_cuda_graphs_are_captured_by_the_auto_strategy(
+    tiny: tuple[str, Path], tmp_path: Path
+) -> None:
+    from bench.bench_auto import context, random_artifact
+    from strategies.auto import AutoStrategy
+
+    name, weights = tiny
+    artifact = random_artifact(name, str(weights), "cuda", tmp_path / "artifact", None)
+    strategy = AutoStrategy(context(name, str(weights), "cuda", artifact, 16, 0.0))
+    strategy._load()
+    assert strategy.encoder.cuda_graphs  # type: ignore[attr-defined]
+    assert strategy.encoder._encode_text.buckets == [1, 2, 4, 8, 16]  # type: ignore[attr-defined]
