@@ -255,7 +255,7 @@ def router_server(
     """``llm-router serve`` on a free loopback port; yields its chat target (with pid)."""
     port = free_port()
     full = {
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "ROUTER_HOST": "127.0.0.1",
         "ROUTER_PORT": str(port),
         "ROUTER_LOG_LEVEL": "warning",
