@@ -21,7 +21,7 @@ TORCH_VERSION := 2.13.0
 TORCH_LOCAL_WHEEL = $(firstword $(foreach d,$(PIP_FIND_LINKS) $(shell $(PY) -m pip config get global.find-links 2>/dev/null),$(wildcard $(d)/torch-$(TORCH_VERSION)+cpu-*.whl)))
 TORCH_INDEX_URL ?= $(if $(TORCH_LOCAL_WHEEL),,https://download.pytorch.org/whl/cpu)
 
-.PHONY: serve test test-unit test-browser browser-deps test-clip test-vllm test-gpu test-deploy lint bench venvs clean
+.PHONY: serve test test-unit test-browser browser-deps test-clip test-vllm test-gpu bench-gpu test-deploy lint bench venvs clean
 
 ## serve: create .venv, install, serve the offline default router on $(HOST):$(PORT)
 serve: $(VENV)/.installed
@@ -86,6 +86,10 @@ test-deploy: $(VENV)/.deploy-installed
 $(VENV)/.deploy-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[deploy]'
 	touch $@
+
+## bench-gpu: on a CUDA machine: GPU tests + auto-strategy GPU benchmarks into bench/results/gpu
+bench-gpu:
+	PYTHON=$(PY) bench/run_gpu.sh bench/results/gpu
 
 ## test-gpu: on a CUDA machine (the lent GPU): GPU-marked tests
 test-gpu:

@@ -37,7 +37,7 @@ auto 90 --concurrency 1,64 --requests 256 --no-http --no-cuda-graphs \
 # HTTP, the defaults (2 ms batch window, one worker)
 auto 120 --no-strategy-level --http --http-concurrency 1,64 --http-requests 3000 \
   --client-procs 4 --name auto-gpu-http-default
-# HTTP, no batch window (dispatch at once, batches grow while the GPU is busy), 1 and 8 workers
+# HTTP, no batch window (dispatch at once, batches grow while the GPU is busy), 1, 4, 8 workers
 auto 200 --no-strategy-level --http --http-concurrency 1,64 --http-requests 4000 \
-  --http-workers 1,8 --client-procs 4 --window-ms 0 --name auto-gpu-http-workers
+  --http-workers 1,4,8 --client-procs 4 --window-ms 0 --name auto-gpu-http-workers
 exit $status
