@@ -1,5 +1,3 @@
-
-
 def test_cuda_graph_buckets_cover_every_batch_up_to_the_micro_batch_size() -> None:
     from models.cuda_graphs import buckets_up_to
 
