@@ -305,6 +305,13 @@ class Settings(BaseSettings):
         description="Worker processes serving one port ('auto' = usable CPU cores). Not "
         "with the in-process vLLM backend: one process per GPU, or the remote backend.",
     )
+    drain_timeout_s: float = Field(
+        10.0,
+        ge=0.0,
+        le=3600.0,
+        description="On SIGTERM, how long requests in flight may finish before the server "
+        "closes them (keep it below Kubernetes' terminationGracePeriodSeconds).",
+    )
     playground: bool = Field(
         True, description="Serve the playground page at /playground (and redirect / there)."
     )

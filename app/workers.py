@@ -30,7 +30,8 @@ from app.cpus import usable_cpus
 from app.metrics import MULTIPROC_ENV
 from app.settings import Settings
 
-GRACEFUL_S = 10
+# how long the supervisor waits past the drain timeout before killing a worker
+KILL_GRACE_S = 5
 
 
 def worker_count(settings: Settings) -> int:
@@ -112,7 +113,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "log_config": None,
         "access_log": False,
-        "timeout_graceful_shutdown": GRACEFUL_S,
+        "timeout_graceful_shutdown": settings.drain_timeout_s,
     }
 
 
@@ -157,7 +158,7 @@ def serve_workers(settings: Settings, count: int) -> int:
     try:
         for worker in workers:
             worker.start()
-        _supervise(workers, stopping, group, shared, mark_process_dead)
+        _supervise(workers, stopping, group, shared, mark_process_dead, settings.drain_timeout_s)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -174,8 +175,10 @@ def _supervise(
     group: WorkerGroup,
     shared: str,
     mark_process_dead: Any,
+    drain_timeout_s: float,
 ) -> None:
-    """Wait for a signal or a worker's death, then stop every worker and wait for them."""
+    """Wait for a signal or a worker's death, then stop every worker and wait for them
+    (each may drain for ``drain_timeout_s``, then is killed)."""
     running = {w.sentinel: w for w in workers}
     signalled = False
     while running:
@@ -192,7 +195,7 @@ def _supervise(
             for worker in running.values():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGTERM)
-            deadline = time.monotonic() + GRACEFUL_S + 5
+            deadline = time.monotonic() + drain_timeout_s + KILL_GRACE_S
             for worker in list(running.values()):
                 worker.join(max(0.0, deadline - time.monotonic()))
                 if worker.is_alive():

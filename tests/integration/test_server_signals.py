@@ -53,3 +53,27 @@ def test_sigterm_during_a_streaming_response_lets_it_complete() -> None:
     assert isinstance(result.get("body"), bytes)
     assert result["body"].endswith(b"data: [DONE]\n\n")  # type: ignore[union-attr]
     assert rc == 0, output
+
+
+def test_drain_timeout_bounds_how_long_sigterm_waits_for_requests_in_flight() -> None:
+    """ROUTER_DRAIN_TIMEOUT_S: a request that would take a minute does not hold the
+    shutdown past the drain timeout (the default, 10 s, would)."""
+    outcome: dict[str, object] = {}
+
+    def slow(base: str) -> None:
+        try:
+            r = httpx.post(
+                f"{base}/v1/chat/completions", json={"messages": [user("hi")]}, timeout=90
+            )
+            outcome["status"] = r.status_code
+        except httpx.HTTPError as exc:
+            outcome["error"] = type(exc).__name__
+
+    with serve({"FAKE_ROUTE_DELAY_S": "60", "ROUTER_DRAIN_TIMEOUT_S": "1"}) as (proc, base):
+        client = threading.Thread(target=slow, args=(base,))
+        client.start()
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=8)  # TimeoutExpired if the drain waited for the request
+        client.join(timeout=30)
+    assert "status" not in outcome or outcome["status"] != 200, outcome
