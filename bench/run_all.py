@@ -10,6 +10,7 @@ skipped without CUDA, saying so.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -156,11 +157,20 @@ def main() -> None:
         print("bench_proxy without LiteLLM: .venv-litellm missing (make bench creates it)")
         proxy_args.append("--no-litellm")
     run_module("bench.bench_proxy", proxy_args)
-    if not cuda_available():
-        print(
-            "skipping GPU benchmarks: no CUDA here (on a GPU machine: python -m "
-            "bench.bench_vllm --arch qwen3-1.7b; python -m bench.bench_auto --device cuda)"
+    if cuda_available():
+        # GPU tests + the auto strategy on CUDA (strategy level, HTTP, 1/4/8 workers)
+        subprocess.run(
+            ["bash", str(ROOT / "bench" / "run_gpu.sh"), str(ROOT / "bench" / "results" / "gpu")],
+            cwd=ROOT,
+            env={**os.environ, "PYTHON": sys.executable},
+            check=False,
         )
+    else:
+        print("skipping GPU benchmarks: no CUDA here (on a GPU machine: make bench-gpu)")
+    print(
+        "the vLLM intent backend on a GPU needs the CUDA vllm package: "
+        "python -m bench.bench_vllm --arch qwen3-1.7b"
+    )
     print(
         f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "
         f"results in {ROOT / 'bench' / 'results'}"
