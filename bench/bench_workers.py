@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import time
 from typing import Any
 
 from app.cpus import usable_cpus
 from bench.bench_service import AUTO_CONFIG, SETUPS
 from bench.common import load, md_table, router_server, write_results
+from bench.proxy_tools import cpu_seconds
 from bench.workloads import body
 
 LABELS = {
@@ -37,10 +40,22 @@ def measure(
     out: dict[str, dict[str, float]] = {}
     with router_server(env) as target:
         asyncio.run(load(target, payload, 64, 8))  # warm-up (every worker)
+        assert target.pid is not None
         for c in concurrency:
-            out[str(c)] = asyncio.run(load(target, payload, max(requests, c), c))
-            print(setup, f"workers={workers}", f"c={c}", out[str(c)], flush=True)
+            server0, client0, wall0 = cpu_seconds(target.pid), own_cpu_s(), time.perf_counter()
+            stats = asyncio.run(load(target, payload, max(requests, c), c))
+            wall = time.perf_counter() - wall0
+            # CPU use in cores (1.0 = one core busy): how much of the machine each side took
+            stats["server_cores"] = round((cpu_seconds(target.pid) - server0) / wall, 2)
+            stats["client_cores"] = round((own_cpu_s() - client0) / wall, 2)
+            out[str(c)] = stats
+            print(setup, f"workers={workers}", f"c={c}", stats, flush=True)
     return out
+
+
+def own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def run(
@@ -63,6 +78,15 @@ def mean_rps(runs: list[dict[str, dict[str, float]]], c: str) -> float:
     return round(statistics.fmean(r[c]["throughput_rps"] for r in runs), 1)
 
 
+def cores(runs: list[dict[str, dict[str, float]]], c: str) -> str:
+    """Mean CPU use of the server (all its processes) and of the load generator, in cores."""
+    if "server_cores" not in runs[0][c]:
+        return ""
+    server = statistics.fmean(r[c]["server_cores"] for r in runs)
+    client = statistics.fmean(r[c]["client_cores"] for r in runs)
+    return f"{server:.2f} + {client:.2f}"
+
+
 def table(results: dict[str, Any], workers: int) -> str:
     rows = []
     for setup, runs in results.items():
@@ -78,6 +102,8 @@ def table(results: dict[str, Any], workers: int) -> str:
                     f"{scaled / base:.2f}x",
                     round(statistics.fmean(r[c]["p50_ms"] for r in one), 2),
                     round(statistics.fmean(r[c]["p50_ms"] for r in many), 2),
+                    cores(one, c),
+                    cores(many, c),
                 ]
             )
     return md_table(
@@ -89,6 +115,8 @@ def table(results: dict[str, Any], workers: int) -> str:
             "ratio",
             "1 worker p50 ms",
             f"{workers} workers p50 ms",
+            "1 worker: server + client cores",
+            f"{workers} workers: server + client cores",
         ],
         rows,
     )
