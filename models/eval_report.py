@@ -40,6 +40,7 @@ def quality_report(
     tasks: Sequence[str] | None = None,
     budget_weights: dict[str, float] | None = None,
     fixed_model: str | None = None,
+    train_task_tables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``llm-router eval`` reports for quality/cost data.
 
@@ -47,7 +48,9 @@ def quality_report(
     ``budgets`` are $/1k levels for the (optimistic, test-chosen) best-under-budget points;
     ``budget_weights`` ($/1k budget -> cost_weight chosen on validation at training time)
     give the honest operating points; ``tasks`` (one per row) add the route-by-task
-    baseline; ``fixed_model`` is the artifact's single-model fallback, if it chose one.
+    baseline; ``fixed_model`` is the artifact's single-model fallback, if it chose one;
+    ``train_task_tables`` (budget -> {"table": {task: model}}, chosen on the training data
+    and recorded in the artifact) add route-by-task chosen on train, applied to these rows.
     """
     index = {m: j for j, m in enumerate(models)}
     choice = np.array([index[m] for m in chosen])
@@ -114,6 +117,10 @@ def quality_report(
             "frontier": [_point(p["quality"], p["cost"]) for p in by_task],
             "best_under_budget": {f"{b:g}": _best(by_task, b / PER_1K) for b in budgets},
         }
+        if train_task_tables:
+            report["route_by_task"]["chosen_on_train"] = _apply_task_tables(
+                train_task_tables, tasks, scores, costs, models
+            )
     if budget_weights:
         report["operating_points"] = _operating_points(
             budget_weights, probs, scores, costs, model_costs, models, fixed_model
@@ -162,7 +169,36 @@ def _operating_points(
         out[budget] = {
             **_point(q, c, cost_weight=lam),
             "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(got)],
+            "cost_per_1k_ci95": [
+                round(v * PER_1K, 4) for v in ev.bootstrap_ci(costs[rows, choice].astype(float))
+            ],
             "vs_best_single": _vs_single(scores, costs, got, c, models),
+        }
+    return out
+
+
+def _apply_task_tables(
+    tables: dict[str, Any],
+    tasks: Sequence[str],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: Sequence[str],
+) -> dict[str, Any]:
+    """Route-by-task with each budget's table chosen on the training data (a task the
+    table does not know leaves that budget out)."""
+    index = {m: j for j, m in enumerate(models)}
+    rows = np.arange(len(tasks))
+    out: dict[str, Any] = {}
+    for budget, entry in tables.items():
+        table = entry.get("table", {})
+        if any(t not in table or table[t] not in index for t in tasks):
+            continue
+        choice = np.array([index[table[t]] for t in tasks])
+        q, c = ev.outcome(choice, scores, costs)
+        out[budget] = {
+            **_point(q, c),
+            "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(scores[rows, choice])],
+            "table": dict(table),
         }
     return out
 
