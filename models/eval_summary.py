@@ -49,6 +49,10 @@ def print_quality(report: dict[str, Any]) -> None:
             line += (
                 f" (chosen on train: {trained['quality']:.4f} at {trained['cost_per_1k']:.4f}/1k)"
             )
+        vs = point.get("vs_route_by_task_train")
+        if vs:
+            glo, ghi = vs["gain_ci95"]
+            line += f"; gain over it {vs['gain']:+.4f} [95% {glo:+.3f} to {ghi:+.3f}]"
         print(line)
     print(
         f"  APGR {report['apgr']}, latency p50 {report['latency']['p50_ms']} ms, "

@@ -200,8 +200,13 @@ def test_training_with_tasks_ships_a_task_level_prior(
     chosen = ["abc"[int(j)] for j in probs.argmax(axis=1)]
     evaluated = quality_report(
         ["a", "b", "c"], scores, costs, chosen, policy={"name": "utility"},
-        model_costs=np.ones(3), tasks=tasks, budgets=[2.0], train_task_tables=tables,
+        model_costs=np.ones(3), probs=probs, tasks=tasks, budgets=[2.0],
+        train_task_tables=tables, budget_weights={"2": 0.0},
     )  # fmt: skip
     on_train = evaluated["route_by_task"]["chosen_on_train"]["2"]
     best = scores[np.arange(len(x)), [int(t[-1]) for t in tasks]].mean()
     assert on_train["quality"] == pytest.approx(best, abs=1e-4)
+    vs = evaluated["operating_points"]["2"]["vs_route_by_task_train"]
+    got = evaluated["operating_points"]["2"]["quality"]
+    assert vs["gain"] == pytest.approx(got - on_train["quality"], abs=1e-3)
+    assert vs["gain_ci95"][0] <= vs["gain"] <= vs["gain_ci95"][1]
