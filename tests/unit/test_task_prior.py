@@ -210,3 +210,17 @@ def test_training_with_tasks_ships_a_task_level_prior(
     got = evaluated["operating_points"]["2"]["quality"]
     assert vs["gain"] == pytest.approx(got - on_train["quality"], abs=1e-3)
     assert vs["gain_ci95"][0] <= vs["gain"] <= vs["gain_ci95"][1]
+
+
+def test_the_shipped_artifact_without_a_prior_still_loads() -> None:
+    """Artifacts written before task-level priors (no prior. tensors, no prior_model)."""
+    from models.artifact import read_manifest
+
+    shipped = Path(__file__).resolve().parents[2] / "models/artifacts/routerbench-minilm"
+    manifest = read_manifest(shipped)
+    assert "prior_model" not in manifest.calibration
+    model = load_weights(shipped, manifest)
+    assert isinstance(model, RouterMLP)
+    with torch.inference_mode():
+        p = model.probabilities(torch.zeros(2, 384))
+    assert p.shape == (2, len(manifest.models))
