@@ -194,7 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from app.evaluate import conversation_of, read_jsonl
     from models import eval_summary
-    from models.eval_data import file_sha256, score_matrix
+    from models.eval_data import file_sha256, score_matrix, tasks_of
     from models.train_run import TrainJob, run_training
 
     path = Path(args.data)
@@ -209,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return [await conversation_of(row, settings) for row in rows]
 
     job = TrainJob.from_args(args, models, data_path=path, data_sha256=file_sha256(path))
-    report = run_training(job, asyncio.run(normalised()), scores, costs)
+    report = run_training(job, asyncio.run(normalised()), scores, costs, tasks_of(rows))
     eval_summary.print_training(report, args.out)
     return 0
 

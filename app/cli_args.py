@@ -82,6 +82,14 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
         help="bootstrap P(gain > 0) over the best single model the router must reach on "
         "validation, else the artifact always picks that model (0: off, raw router)",
     )
+    p.add_argument(
+        "--prior",
+        choices=["auto", "global", "task", "cluster"],
+        default="auto",
+        help="what the router's probabilities are shrunk toward: the per-model mean "
+        "(global), a task head trained on the rows' task/source field (task), k-means "
+        "clusters of the embeddings (cluster); auto compares them on validation",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 

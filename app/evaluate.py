@@ -164,6 +164,7 @@ async def evaluate_quality(
         tasks=tasks_of(list(rows)),
         budget_weights=weights if config.auto.policy == "utility" else None,
         fixed_model=fixed if fixed in models else None,
+        train_task_tables=recommended.get("route_by_task"),
     )
     if recommended:
         report["training_decision"] = {

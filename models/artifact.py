@@ -102,15 +102,27 @@ def encoder_info(encoder: Encoder) -> dict[str, Any]:
     }
 
 
-def save_artifact(out_dir: Path | str, model: torch.nn.Module, manifest: Manifest) -> Path:
-    """Write weights + manifest into ``out_dir`` (created if needed)."""
+def save_artifact(
+    out_dir: Path | str,
+    model: torch.nn.Module,
+    manifest: Manifest,
+    prior: torch.nn.Module | None = None,
+) -> Path:
+    """Write weights + manifest into ``out_dir`` (created if needed). ``prior`` (a task-level
+    prior, recorded in ``manifest.calibration['prior_model']``) is stored beside the router's
+    tensors under the ``prior.`` prefix."""
     from safetensors.torch import save_file
+
+    from models.routers import PRIOR_PREFIX
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest.created_at = manifest.created_at or datetime.now(UTC).isoformat(timespec="seconds")
     manifest.llm_router_version = manifest.llm_router_version or package_version()
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if prior is not None:
+        for k, v in prior.state_dict().items():
+            tensors[PRIOR_PREFIX + k] = v.detach().cpu().contiguous()
     save_file(tensors, str(out / WEIGHTS), metadata={"format": str(FORMAT_VERSION)})
     (out / WEIGHTS).chmod(0o644)  # safetensors writes 0600; containers run as another user
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False)
@@ -134,19 +146,22 @@ def read_manifest(path: Path | str) -> Manifest:
 
 
 def load_weights(path: Path | str, manifest: Manifest, device: str = "cpu") -> torch.nn.Module:
-    """The router of an artifact (MLP or kNN, with its recorded shrinkage), in eval mode on
-    ``device``; it has ``probabilities(x)``."""
+    """The router of an artifact (MLP or kNN, with its recorded shrinkage toward the global
+    or a task-level prior), in eval mode on ``device``; it has ``probabilities(x)``."""
     from safetensors.torch import load_file
 
-    from models.routers import build_router, with_calibration
+    from models.routers import PRIOR_PREFIX, build_router, with_calibration
 
     try:
         model = build_router(manifest.mlp)
         state = load_file(str(Path(path) / WEIGHTS))
-        model.load_state_dict(state)
+        prior_state = {
+            k.removeprefix(PRIOR_PREFIX): v for k, v in state.items() if k.startswith(PRIOR_PREFIX)
+        }
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith(PRIOR_PREFIX)})
+        wrapped = with_calibration(model, manifest.calibration, prior_state)
     except Exception as exc:  # corrupt file, bad shape record or shape mismatch
         raise ArtifactError(f"cannot load weights of router artifact '{path}': {exc}") from None
-    wrapped = with_calibration(model, manifest.calibration)
     wrapped.to(device)
     wrapped.eval()
     return wrapped

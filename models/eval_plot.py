@@ -62,6 +62,17 @@ def plot_report(report: dict[str, Any], path: Path | str, title: str = "") -> Pa
             color="green",
             label="route-by-task (chosen on this data)",
         )
+    on_train = report.get("route_by_task", {}).get("chosen_on_train") or {}
+    if on_train:
+        ax.scatter(
+            [p["cost_per_1k"] for p in on_train.values()],
+            [p["quality"] for p in on_train.values()],
+            marker="x",
+            s=60,
+            color="green",
+            zorder=6,
+            label="route-by-task (tables chosen on train)",
+        )
     ops = report.get("operating_points") or {}
     if ops:
         ax.scatter(

@@ -40,6 +40,7 @@ def quality_report(
     tasks: Sequence[str] | None = None,
     budget_weights: dict[str, float] | None = None,
     fixed_model: str | None = None,
+    train_task_tables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``llm-router eval`` reports for quality/cost data.
 
@@ -47,7 +48,9 @@ def quality_report(
     ``budgets`` are $/1k levels for the (optimistic, test-chosen) best-under-budget points;
     ``budget_weights`` ($/1k budget -> cost_weight chosen on validation at training time)
     give the honest operating points; ``tasks`` (one per row) add the route-by-task
-    baseline; ``fixed_model`` is the artifact's single-model fallback, if it chose one.
+    baseline; ``fixed_model`` is the artifact's single-model fallback, if it chose one;
+    ``train_task_tables`` (budget -> {"table": {task: model}}, chosen on the training data
+    and recorded in the artifact) add route-by-task chosen on train, applied to these rows.
     """
     index = {m: j for j, m in enumerate(models)}
     choice = np.array([index[m] for m in chosen])
@@ -108,15 +111,20 @@ def quality_report(
     )
     report["best_under_budget"] = {f"{b:g}": _best(points, b / PER_1K) for b in budgets}
     report["vs_best_single"] = _vs_single(scores, costs, scores[rows, choice], c, models)
+    task_choices: dict[str, np.ndarray] = {}
     if tasks is not None:
         by_task = ev.pareto(ev.route_by_task(tasks, scores, costs))
         report["route_by_task"] = {
             "frontier": [_point(p["quality"], p["cost"]) for p in by_task],
             "best_under_budget": {f"{b:g}": _best(by_task, b / PER_1K) for b in budgets},
         }
+        if train_task_tables:
+            report["route_by_task"]["chosen_on_train"], task_choices = _apply_task_tables(
+                train_task_tables, tasks, scores, costs, models
+            )
     if budget_weights:
         report["operating_points"] = _operating_points(
-            budget_weights, probs, scores, costs, model_costs, models, fixed_model
+            budget_weights, probs, scores, costs, model_costs, models, fixed_model, task_choices
         )
     return report
 
@@ -146,8 +154,10 @@ def _operating_points(
     model_costs: np.ndarray,
     models: Sequence[str],
     fixed_model: str | None,
+    task_choices: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Per budget, the router at the cost_weight chosen on validation (no test tuning)."""
+    """Per budget, the router at the cost_weight chosen on validation (no test tuning),
+    with its paired gain over route-by-task chosen on train (``task_choices``) if given."""
     rows = np.arange(len(scores))
     out: dict[str, Any] = {}
     for budget, lam in budget_weights.items():
@@ -162,9 +172,46 @@ def _operating_points(
         out[budget] = {
             **_point(q, c, cost_weight=lam),
             "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(got)],
+            "cost_per_1k_ci95": [
+                round(v * PER_1K, 4) for v in ev.bootstrap_ci(costs[rows, choice].astype(float))
+            ],
             "vs_best_single": _vs_single(scores, costs, got, c, models),
         }
+        if task_choices and budget in task_choices:
+            base = scores[rows, task_choices[budget]]
+            out[budget]["vs_route_by_task_train"] = {
+                "gain": round(float((got - base).mean()), 4),
+                "gain_ci95": [round(v, 4) for v in ev.paired_gain_ci(got, base)],
+            }
     return out
+
+
+def _apply_task_tables(
+    tables: dict[str, Any],
+    tasks: Sequence[str],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Route-by-task with each budget's table chosen on the training data (a task the
+    table does not know leaves that budget out): the report entries and the choices."""
+    index = {m: j for j, m in enumerate(models)}
+    rows = np.arange(len(tasks))
+    out: dict[str, Any] = {}
+    choices: dict[str, np.ndarray] = {}
+    for budget, entry in tables.items():
+        table = entry.get("table", {})
+        if any(t not in table or table[t] not in index for t in tasks):
+            continue
+        choice = np.array([index[table[t]] for t in tasks])
+        choices[budget] = choice
+        q, c = ev.outcome(choice, scores, costs)
+        out[budget] = {
+            **_point(q, c),
+            "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(scores[rows, choice])],
+            "table": dict(table),
+        }
+    return out, choices
 
 
 def _best(points: Sequence[dict[str, float]], budget: float) -> dict[str, Any] | None:

@@ -26,20 +26,33 @@ def print_quality(report: dict[str, Any]) -> None:
     decision = (report.get("training_decision") or {}).get("decision")
     if decision:
         what = (
-            f"router {decision['router']} (alpha {decision['alpha']})"
+            f"router {decision['router']} (alpha {decision['alpha']}, prior "
+            f"{decision.get('prior', 'global')})"
             if decision["mode"] == "router"
             else f"single model {decision['model']}"
         )
         print(f"  artifact decision (on validation): {what}")
     by_task = (report.get("route_by_task") or {}).get("best_under_budget", {})
+    on_train = (report.get("route_by_task") or {}).get("chosen_on_train", {})
     for budget, point in (report.get("operating_points") or {}).items():
         line = (
             f"  budget {budget}/1k (cost_weight from validation): {point['quality']:.4f} at "
             f"{point['cost_per_1k']:.4f}/1k"
         )
+        lo, hi = point["quality_ci95"]
+        line += f" [95% {lo:.3f}-{hi:.3f}]"
         task = by_task.get(budget)
         if task:
             line += f"; route-by-task {task['quality']:.4f} at {task['cost_per_1k']:.4f}/1k"
+        trained = on_train.get(budget)
+        if trained:
+            line += (
+                f" (chosen on train: {trained['quality']:.4f} at {trained['cost_per_1k']:.4f}/1k)"
+            )
+        vs = point.get("vs_route_by_task_train")
+        if vs:
+            glo, ghi = vs["gain_ci95"]
+            line += f"; gain over it {vs['gain']:+.4f} [95% {glo:+.3f} to {ghi:+.3f}]"
         print(line)
     print(
         f"  APGR {report['apgr']}, latency p50 {report['latency']['p50_ms']} ms, "
@@ -70,7 +83,8 @@ def print_training(report: dict[str, Any], out: str) -> None:
     rec = report["recommended"]
     decision = rec["decision"]
     what = (
-        f"router {decision['router']} (alpha {decision['alpha']})"
+        f"router {decision['router']} (alpha {decision['alpha']}, prior "
+        f"{decision.get('prior', 'global')})"
         if decision["mode"] == "router"
         else f"single model {decision['model']} (router {decision['router']} did not beat it)"
     )

@@ -1,4 +1,5 @@
-"""Validation predictions of candidate routers (MLP, kNN at several k) and the final fit.
+"""Validation predictions of candidate routers (MLP, kNN at several k) and of the priors
+they may be shrunk toward (global, task head, k-means clusters), and the final fit.
 
 Small data (< ``CV_ROWS`` rows) is cross-validated (out-of-fold predictions for every row);
 larger data uses one seeded held-out split. The chosen candidate is then refitted on all
@@ -14,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from models.knn_router import KNNRouter, knn_probabilities, unit
+from models.task_prior import cluster_ks, fit_prior, prior_probabilities, usable_tasks
 from models.training import TrainConfig, predict, split_indices, targets, train_router
 
 CV_ROWS = 2000
@@ -61,6 +63,41 @@ def validation_predictions(
             preds.append(predict(result.model, x[part]))
         out["mlp"] = np.concatenate(preds)
     return rows, out
+
+
+def prior_names(n: int, tasks: Sequence[str] | None, kinds: Sequence[str]) -> list[str]:
+    """The priors worth comparing: "global" always; "task" when every row has one of two or
+    more tasks; "cluster-k<k>" for the k that leave enough rows per cluster."""
+    names = ["global"]
+    if "task" in kinds and usable_tasks(tasks):
+        names.append("task")
+    if "cluster" in kinds:
+        names += [f"cluster-k{k}" for k in cluster_ks(n)]
+    return names
+
+
+def validation_priors(
+    x: np.ndarray,
+    scores: np.ndarray,
+    tasks: Sequence[str] | None,
+    names: Sequence[str],
+    cfg: TrainConfig,
+    val_sets: list[np.ndarray],
+) -> dict[str, np.ndarray]:
+    """{prior name: its prediction on the validation rows}, each fitted without the rows'
+    own fold (the global prior is the training folds' mean score)."""
+    y = targets(scores, cfg)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for part in val_sets:
+        train = np.setdiff1d(np.arange(len(x)), part)
+        for name in names:
+            if name == "global":
+                out[name].append(np.tile(y[train].mean(axis=0), (len(part), 1)))
+                continue
+            fold_tasks = None if tasks is None else [tasks[i] for i in train]
+            prior = fit_prior(name, x[train], y[train], fold_tasks, cfg.seed)
+            out[name].append(prior_probabilities(prior, x[part]))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
 def _offsets(parts: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:

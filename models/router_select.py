@@ -3,11 +3,14 @@ model ("never worse than the best single model").
 
 Pure numpy. Inputs are out-of-fold (or held-out) predicted probabilities of each
 candidate router, the rows' true per-model scores and costs, and the $/1k budgets of the
-operating points. Two knobs are chosen:
+operating points. Three knobs are chosen:
 
-* shrinkage ``alpha`` toward the per-model prior (training mean success): served
-  probabilities are ``alpha * p + (1 - alpha) * prior``; ``alpha = 0`` ignores the prompt,
-  so the router degenerates to a fixed model;
+* the prior: the per-model training mean (``global``), or a task-level prior that depends
+  on the prompt (a task head trained on the rows' task field, or k-means clusters; see
+  :mod:`models.task_prior`);
+* shrinkage ``alpha`` toward it: served probabilities are ``alpha * p + (1 - alpha) *
+  prior``; with the global prior ``alpha = 0`` ignores the prompt, so the router
+  degenerates to a fixed model, with a task prior to a learned route-by-task table;
 * per budget, the utility policy's ``cost_weight`` with the best validation quality within
   the budget.
 
@@ -25,13 +28,18 @@ import numpy as np
 
 from models.evaluation import cost_weight_grid, outcome, utility_choices
 
-ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+ALPHAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+SELECT_GRID = 601  # cost weights tried per budget (finer than eval's sweep: budgets land
+# between the coarse grid's points once a task-level prior makes the choices step-like)
 PER_1K = 1000.0
 NO_BUDGET = float("inf")
+GLOBAL = "global"
 
 
 def shrink(probs: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:
-    return alpha * probs + (1.0 - alpha) * prior[None, :]  # type: ignore[no-any-return]
+    """``alpha * probs + (1 - alpha) * prior``; ``prior`` is one row per model or per row."""
+    prior_rows = prior if prior.ndim == 2 else prior[None, :]
+    return alpha * probs + (1.0 - alpha) * prior_rows  # type: ignore[no-any-return]
 
 
 def best_single(scores: np.ndarray, costs: np.ndarray, budget: float) -> int | None:
@@ -50,19 +58,96 @@ def gain_confidence(gain: np.ndarray, n: int = 2000, seed: int = 0) -> float:
     return float((means > 0).mean())
 
 
+def _curve(
+    probs: np.ndarray, scores: np.ndarray, costs: np.ndarray, model_costs: np.ndarray
+) -> list[tuple[float, float, float]]:
+    """(quality, cost, cost_weight) of the utility policy at every selection cost_weight."""
+    out = []
+    for lam in cost_weight_grid(model_costs, SELECT_GRID):
+        q, c = outcome(utility_choices(probs, model_costs, float(lam)), scores, costs)
+        out.append((q, c, float(lam)))
+    return out
+
+
+def _best_on_curve(
+    curve: list[tuple[float, float, float]], budget: float
+) -> tuple[float, float, float] | None:
+    """The best-quality point within the budget (ties: cheaper)."""
+    best: tuple[float, float, float] | None = None
+    for q, c, lam in curve:
+        if c > budget + 1e-12:
+            continue
+        if best is None or q > best[0] + 1e-12 or (abs(q - best[0]) <= 1e-12 and c < best[1]):
+            best = (q, c, lam)
+    return best
+
+
 def _best_point(
     probs: np.ndarray, scores: np.ndarray, costs: np.ndarray, model_costs: np.ndarray, budget: float
 ) -> tuple[float, float, float, np.ndarray] | None:
     """(quality, cost, cost_weight, choices) of the best cost_weight within the budget."""
-    best: tuple[float, float, float, np.ndarray] | None = None
-    for lam in cost_weight_grid(model_costs):
-        choices = utility_choices(probs, model_costs, float(lam))
-        q, c = outcome(choices, scores, costs)
-        if c > budget + 1e-12:
-            continue
-        if best is None or q > best[0] + 1e-12 or (abs(q - best[0]) <= 1e-12 and c < best[1]):
-            best = (q, c, float(lam), choices)
-    return best
+    best = _best_on_curve(_curve(probs, scores, costs, model_costs), budget)
+    if best is None:
+        return None
+    return (*best, utility_choices(probs, model_costs, best[2]))
+
+
+def _table(
+    candidates: Mapping[str, np.ndarray],
+    priors: Mapping[str, np.ndarray],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    model_costs: np.ndarray,
+    levels: Sequence[float],
+) -> list[dict[str, Any]]:
+    """Every (candidate, prior, alpha) with its mean validation quality over the budgets
+    (and, per validation row, its score averaged over the budgets' operating points).
+    alpha 1 ignores the prior and alpha 0 the candidate, so those are listed once."""
+    first = next(iter(candidates))
+    rows: list[dict[str, Any]] = []
+    index = np.arange(len(scores))
+    for name, probs in candidates.items():
+        for prior_name, prior in priors.items():
+            for alpha in ALPHAS:
+                if (alpha == 1.0 and prior_name != GLOBAL) or (alpha == 0.0 and name != first):
+                    continue
+                shrunk = shrink(probs, prior, alpha)
+                curve = _curve(shrunk, scores, costs, model_costs)
+                points = [_best_on_curve(curve, b) for b in levels]
+                per_row = np.zeros(len(scores))
+                for point in points:
+                    if point is not None:
+                        per_row += scores[index, utility_choices(shrunk, model_costs, point[2])]
+                rows.append(
+                    {
+                        "candidate": name,
+                        "prior": prior_name,
+                        "alpha": alpha,
+                        "mean_quality": float(per_row.mean() / len(levels)),
+                        "_per_row": per_row / len(levels),
+                    }
+                )
+    return rows
+
+
+def _pick(table: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+    """``max``: the best mean validation quality (ties: smaller alpha, then the global
+    prior). ``one_se``: the smallest alpha (the least trust in per-prompt predictions)
+    within one standard error of the paired difference to that best: picking the max of
+    many near-equal noisy alternatives overfits the validation rows."""
+    best = max(
+        table, key=lambda r: (round(r["mean_quality"], 9), -r["alpha"], r["prior"] == GLOBAL)
+    )
+    if rule == "max":
+        return best
+    n = len(best["_per_row"])
+
+    def close(r: dict[str, Any]) -> bool:
+        diff = best["_per_row"] - r["_per_row"]
+        se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        return bool(r["mean_quality"] >= best["mean_quality"] - se - 1e-12)
+
+    return min((r for r in table if close(r)), key=lambda r: (r["alpha"], -r["mean_quality"]))
 
 
 def choose(
@@ -74,22 +159,20 @@ def choose(
     models: Sequence[str],
     budgets: Sequence[float],
     confidence: float = 0.9,
+    priors: Mapping[str, np.ndarray] | None = None,
+    rule: str = "one_se",
 ) -> dict[str, Any]:
-    """The decision: which candidate, which alpha, per-budget cost_weight, and whether the
-    router is used at all (``mode`` router or single). ``budgets`` in $/1k (empty: none)."""
+    """The decision: which candidate, which prior (``global``: the per-model mean ``prior``;
+    others: per-row predictions in ``priors``, e.g. a task head or clusters), which alpha,
+    per-budget cost_weight, and whether the router is used at all (``mode`` router or
+    single). ``budgets`` in $/1k (empty: none); ``rule`` see :func:`_pick`."""
     levels = [b / PER_1K for b in budgets] or [NO_BUDGET]
-    table: list[dict[str, Any]] = []
-    for name, probs in candidates.items():
-        for alpha in ALPHAS:
-            shrunk = shrink(probs, prior, alpha)
-            points = [_best_point(shrunk, scores, costs, model_costs, b) for b in levels]
-            mean_q = float(np.mean([p[0] if p else 0.0 for p in points]))
-            table.append({"candidate": name, "alpha": alpha, "mean_quality": mean_q})
-    # best mean validation quality; ties go to less deviation (smaller alpha);
+    all_priors = {GLOBAL: prior, **(priors or {})}
+    table = _table(candidates, all_priors, scores, costs, model_costs, levels)
     # confidence <= 0 turns the protection off: the raw router (alpha 1), as trained
     eligible = table if confidence > 0 else [r for r in table if r["alpha"] == 1.0]
-    pick = max(eligible, key=lambda r: (round(r["mean_quality"], 9), -r["alpha"]))
-    shrunk = shrink(candidates[pick["candidate"]], prior, pick["alpha"])
+    pick = _pick(eligible, rule)
+    shrunk = shrink(candidates[pick["candidate"]], all_priors[pick["prior"]], pick["alpha"])
     rows = np.arange(len(scores))
     by_budget: dict[str, Any] = {}
     for budget, level in zip(budgets or [NO_BUDGET], levels, strict=True):
@@ -119,10 +202,12 @@ def choose(
                 entry["beats_single"] = bool(gain.mean() > 0 and conf >= confidence)
         by_budget["none" if budget == NO_BUDGET else f"{budget:g}"] = entry
     primary = list(by_budget.values())[-1]
-    use_router = confidence <= 0 or (primary["beats_single"] and pick["alpha"] > 0)
+    prompt_aware = pick["alpha"] > 0 or pick["prior"] != GLOBAL
+    use_router = confidence <= 0 or (primary["beats_single"] and prompt_aware)
     decision: dict[str, Any] = {
         "mode": "router" if use_router else "single",
         "router": pick["candidate"],
+        "prior": pick["prior"] if use_router else GLOBAL,
         "alpha": pick["alpha"] if use_router else 0.0,
         "confidence_required": confidence,
         "primary_budget": list(by_budget)[-1],
@@ -133,6 +218,13 @@ def choose(
     return {
         "decision": decision,
         "by_budget": by_budget,
-        "alternatives": [{**r, "mean_quality": round(r["mean_quality"], 4)} for r in table],
+        "selection_rule": rule,
+        "alternatives": [
+            {
+                **{k: v for k, v in r.items() if k != "_per_row"},
+                "mean_quality": round(r["mean_quality"], 4),
+            }
+            for r in table
+        ],
         "n_val": len(scores),
     }

@@ -1,5 +1,6 @@
 """Router models behind one interface (``probabilities(x) -> [batch, n_models]``): the MLP,
-the kNN router, and the shrinkage toward per-model priors chosen at training time."""
+the kNN router, and the shrinkage chosen at training time, toward the global per-model
+priors or toward a task-level prior (task head or clusters, :mod:`models.task_prior`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from torch import nn
 
 from models.knn_router import KNNConfig, KNNRouter
 from models.router_mlp import MLPConfig, RouterMLP
+from models.task_prior import build_prior
+
+PRIOR_PREFIX = "prior."  # safetensors keys of the task-level prior
 
 KINDS = ("mlp", "knn")
 
@@ -47,10 +51,39 @@ def shape_of(model: nn.Module) -> dict[str, Any]:
     return data
 
 
-def with_calibration(model: nn.Module, calibration: dict[str, Any]) -> nn.Module:
-    """Wrap ``model`` in its shrinkage when the manifest records one below 1."""
+class PriorBlendRouter(nn.Module):
+    """``alpha * p(x) + (1 - alpha) * prior(x)`` with a prompt-dependent prior (the
+    predicted task's or the nearest cluster's mean scores); alpha 0 = route by the prior."""
+
+    def __init__(self, base: nn.Module, alpha: float, prior: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.alpha = float(alpha)
+        self.prior = prior
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        q: torch.Tensor = self.prior.probabilities(x)  # type: ignore[operator]
+        if self.alpha <= 0.0:
+            return q
+        p: torch.Tensor = self.base.probabilities(x)  # type: ignore[operator]
+        return self.alpha * p + (1.0 - self.alpha) * q.to(p.dtype)
+
+
+def with_calibration(
+    model: nn.Module,
+    calibration: dict[str, Any],
+    prior_state: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
+    """Wrap ``model`` in its recorded shrinkage: toward the task-level prior whose shape is
+    ``calibration.prior_model`` (tensors in ``prior_state``), else toward the global prior
+    when alpha is below 1. A recorded prior without its tensors is an error."""
     alpha = float(calibration.get("alpha", 1.0))
-    prior = calibration.get("prior")
-    if alpha >= 1.0 or not prior:
+    shape = calibration.get("prior_model")
+    if shape:
+        prior = build_prior(shape)
+        prior.load_state_dict(prior_state or {})  # strict: missing tensors raise
+        return PriorBlendRouter(model, alpha, prior).eval()
+    prior_vec = calibration.get("prior")
+    if alpha >= 1.0 or not prior_vec:
         return model
-    return ShrunkRouter(model, alpha, prior).eval()
+    return ShrunkRouter(model, alpha, prior_vec).eval()

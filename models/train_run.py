@@ -15,9 +15,17 @@ import orjson
 from models.artifact import Manifest, encoder_info, save_artifact
 from models.embed_cache import embed_cached
 from models.encoders import build_encoder
-from models.router_fit import fit_final, folds_of, validation_predictions
-from models.router_select import PER_1K, choose
+from models.evaluation import best_under_budget, route_by_task
+from models.router_fit import (
+    fit_final,
+    folds_of,
+    prior_names,
+    validation_predictions,
+    validation_priors,
+)
+from models.router_select import GLOBAL, PER_1K, choose
 from models.routers import KINDS, shape_of
+from models.task_prior import fit_prior
 from models.training import TrainConfig, targets
 
 if TYPE_CHECKING:
@@ -47,6 +55,7 @@ class TrainJob:
     model: str = "auto"  # mlp, knn or auto (chosen on validation)
     folds: int = 0  # 0: 5-fold CV below 2,000 rows, else one held-out split
     confidence: float = 0.9  # bootstrap P(gain > 0) the router needs over the best single
+    prior: str = "auto"  # global, task, cluster or auto (all available, chosen on validation)
 
     @classmethod
     def from_args(
@@ -84,6 +93,7 @@ class TrainJob:
             model=args.model,
             folds=args.folds,
             confidence=args.confidence,
+            prior=args.prior,
         )
 
 
@@ -92,15 +102,21 @@ def run_training(
     conversations: Sequence[Conversation],
     scores: np.ndarray,
     costs: np.ndarray | None,
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Embed, compare candidate routers on validation, decide how far to trust the chosen
-    one (never worse than the best single model), refit it, and write ``job.out``; returns
-    the report (also written as report.json)."""
+    """Embed, compare candidate routers and priors on validation, decide how far to trust
+    the chosen one (never worse than the best single model), refit it, and write
+    ``job.out``; returns the report (also written as report.json). ``tasks`` (one per row,
+    from the data's task/source field) let a task head learn a task-level prior that
+    serving predicts from the prompt alone."""
     encoder = build_encoder(job.encoder, job.pretrained, job.device, job.max_tokens)
     x = embed_cached(encoder, conversations, job.cache_dir, progress=job.progress)
     kinds = KINDS if job.model == "auto" else (job.model,)
     val_sets = folds_of(len(x), job.folds, job.train.val_fraction, job.train.seed)
     rows, candidates = validation_predictions(x, scores, job.models, kinds, job.train, val_sets)
+    prior_kinds = ("task", "cluster") if job.prior == "auto" else (job.prior,)
+    names = [p for p in prior_names(len(x), tasks, prior_kinds) if p != GLOBAL]
+    priors = validation_priors(x, scores, tasks, names, job.train, val_sets)
     has_costs = costs is not None
     cost_rows = costs if costs is not None else np.zeros_like(scores)
     model_costs = cost_rows.mean(axis=0) * PER_1K  # config unit: per 1k prompts
@@ -114,11 +130,27 @@ def run_training(
         job.models,
         job.budgets if has_costs else (),
         job.confidence,
+        priors,
     )
     decision = chosen["decision"]
     model, fit_metrics = fit_final(decision["router"], x, scores, job.models, job.train)
     chosen["validation"] = "holdout" if len(val_sets) == 1 else f"{len(val_sets)}-fold CV"
     recommended = {"policy": "utility", **chosen}
+    if tasks is not None and has_costs:
+        recommended["route_by_task"] = train_route_by_task(
+            tasks, scores, cost_rows, job.models, job.budgets
+        )
+    calibration: dict[str, Any] = {
+        "alpha": decision["alpha"],
+        "prior": [round(float(p), 6) for p in prior],
+        "prior_source": decision["prior"],
+    }
+    task_prior = None
+    if decision["prior"] != GLOBAL and decision["alpha"] < 1.0:
+        task_prior = fit_prior(
+            decision["prior"], x, targets(scores, job.train), tasks, job.train.seed
+        )
+        calibration["prior_model"] = task_prior.cfg.to_dict()
     manifest = Manifest(
         encoder={**encoder_info(encoder), "pretrained": job.pretrained},
         models=list(job.models),
@@ -131,9 +163,9 @@ def run_training(
         },
         metrics={k: v for k, v in fit_metrics.items() if k != "val_loss_history"},
         recommended=recommended,
-        calibration={"alpha": decision["alpha"], "prior": [round(float(p), 6) for p in prior]},
+        calibration=calibration,
     )
-    save_artifact(job.out, model, manifest)
+    save_artifact(job.out, model, manifest, task_prior)
     report = {**manifest.to_dict(), "metrics": fit_metrics}
     (job.out / REPORT).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     if job.write_config:
@@ -145,6 +177,30 @@ def run_training(
             job.vision_models,
         )
     return report
+
+
+def train_route_by_task(
+    tasks: Sequence[str],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: Sequence[str],
+    budgets: Sequence[float],
+) -> dict[str, Any]:
+    """The lookup-table baseline chosen on the training rows: per budget, each task's model
+    (best training quality within the budget). ``eval`` applies it to the evaluated rows,
+    an honest counterpart to route-by-task chosen on the evaluated data."""
+    points = route_by_task(tasks, scores, costs)
+    out: dict[str, Any] = {}
+    for budget in budgets:
+        best: dict[str, Any] | None = best_under_budget(points, budget / PER_1K)
+        if best is None:
+            continue
+        out[f"{budget:g}"] = {
+            "table": {task: models[int(j)] for task, j in best["table"].items()},
+            "quality": round(float(best["quality"]), 4),
+            "cost_per_1k": round(float(best["cost"]) * PER_1K, 4),
+        }
+    return out
 
 
 def write_routing_config(
