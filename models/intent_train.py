@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -297,6 +297,31 @@ def fit_intents(
     given) are the embedded texts; without them only the embedding-only head is tried.
     ``folds``: cross-validation folds (default: ``CV_FOLDS`` below ``CV_BELOW`` rows,
     else one ``val_fraction`` split; 1 forces the split)."""
+    return fit_intents_for_shares(
+        x, labels, x_config, config_labels, [oos_share], val_fraction, seed, c_grid,
+        validation, texts, config_texts, validation_texts, lexical_grid, folds,
+    )[0]  # fmt: skip
+
+
+def fit_intents_for_shares(
+    x: np.ndarray,
+    labels: Sequence[str],
+    x_config: np.ndarray,
+    config_labels: Sequence[str],
+    oos_shares: Sequence[float | None],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    c_grid: Sequence[float] = C_GRID,
+    validation: tuple[np.ndarray, Sequence[str]] | None = None,
+    texts: Sequence[str] | None = None,
+    config_texts: Sequence[str] | None = None,
+    validation_texts: Sequence[str] | None = None,
+    lexical_grid: Sequence[tuple[float, float]] = LEXICAL_GRID,
+    folds: int | None = None,
+) -> list[FitResult]:
+    """``fit_intents`` for several out-of-scope shares at the cost of one: the validation
+    fits are shared, each share picks its own trial and threshold, and heads with the
+    same pick share the refit."""
     y = np.asarray(labels)
     all_texts: list[str] | None = list(texts) if texts is not None else None
     if validation is not None:
@@ -329,46 +354,54 @@ def fit_intents(
     )
     grid = [(float(w), float(c)) for w, c in lexical_grid] if use_texts else [(0.0, 0.0)]
 
-    trials: list[dict[str, Any]] = []
+    out_of_sample = []  # (trial settings, top probabilities, top labels, gold)
     if splits:
         for weights in grid:
             for c in c_grid:
-                top_prob, top_label, gold = _out_of_sample(data, splits, c, weights, seed)
-                t, acc = choose_threshold(top_prob, top_label, gold, oos_share)
                 trial = {"c": c, "word_weight": weights[0], "char_weight": weights[1]}
-                trials.append({**trial, "threshold": round(t, 6), "val_accuracy": round(acc, 4)})
-    # best validation accuracy; ties: the simpler features, then the stronger penalty
-    pick: dict[str, Any] = (
-        max(
-            trials,
-            key=lambda r: (r["val_accuracy"], -r["word_weight"] - r["char_weight"], -r["c"]),
+                out_of_sample.append((trial, *_out_of_sample(data, splits, c, weights, seed)))
+    refits: dict[tuple[float, float, float], IntentHead] = {}
+    results = []
+    for oos_share in oos_shares:
+        trials: list[dict[str, Any]] = []
+        for trial, top_prob, top_label, gold in out_of_sample:
+            t, acc = choose_threshold(top_prob, top_label, gold, oos_share)
+            trials.append({**trial, "threshold": round(t, 6), "val_accuracy": round(acc, 4)})
+        # best validation accuracy; ties: the simpler features, then the stronger penalty
+        pick: dict[str, Any] = (
+            max(
+                trials,
+                key=lambda r: (r["val_accuracy"], -r["word_weight"] - r["char_weight"], -r["c"]),
+            )
+            if trials
+            else {
+                "c": c_grid[len(c_grid) // 2],
+                "word_weight": 0.0,
+                "char_weight": 0.0,
+                "threshold": 0.0,
+                "val_accuracy": None,
+            }
         )
-        if trials
-        else {
-            "c": c_grid[len(c_grid) // 2],
-            "word_weight": 0.0,
-            "char_weight": 0.0,
-            "threshold": 0.0,
-            "val_accuracy": None,
+        weights = (float(pick["word_weight"]), float(pick["char_weight"]))
+        key = (float(pick["c"]), *weights)
+        if key not in refits:
+            refits[key] = _fit_trial(data.training(np.arange(len(x))), key[0], weights, seed)
+        head = replace(refits[key], threshold=float(pick["threshold"]))
+        metrics: dict[str, object] = {
+            "n_rows": len(x),
+            "n_config_examples": len(x_config),
+            "n_val": sum(len(v) for _, v in splits),
+            "validation": scheme,
+            "c": pick["c"],
+            "features": "embedding" if weights == (0.0, 0.0) else "embedding+lexical",
+            "word_weight": weights[0],
+            "char_weight": weights[1],
+            "n_lexical_features": head.lexical.n_features if head.lexical is not None else 0,
+            "threshold": pick["threshold"],
+            "oos_share": oos_share,
+            "val_accuracy": pick["val_accuracy"],
+            "trials": trials,
+            "label_counts": dict(Counter(y.tolist()).most_common()),
         }
-    )
-    weights = (float(pick["word_weight"]), float(pick["char_weight"]))
-    head = _fit_trial(data.training(np.arange(len(x))), float(pick["c"]), weights, seed)
-    head.threshold = float(pick["threshold"])
-    metrics: dict[str, object] = {
-        "n_rows": len(x),
-        "n_config_examples": len(x_config),
-        "n_val": sum(len(v) for _, v in splits),
-        "validation": scheme,
-        "c": pick["c"],
-        "features": "embedding" if weights == (0.0, 0.0) else "embedding+lexical",
-        "word_weight": weights[0],
-        "char_weight": weights[1],
-        "n_lexical_features": head.lexical.n_features if head.lexical is not None else 0,
-        "threshold": pick["threshold"],
-        "oos_share": oos_share,
-        "val_accuracy": pick["val_accuracy"],
-        "trials": trials,
-        "label_counts": dict(Counter(y.tolist()).most_common()),
-    }
-    return FitResult(head, metrics)
+        results.append(FitResult(head, metrics))
+    return results

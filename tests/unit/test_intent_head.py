@@ -264,3 +264,19 @@ async def test_served_decisions_use_the_lexical_features(
     finally:
         await clf.aclose()
     assert got == ["refund", "login", "refund"]
+
+
+def test_several_oos_shares_share_the_fits_but_not_the_thresholds() -> None:
+    from models.intent_train import fit_intents_for_shares
+
+    x, y = blobs(40)
+    keep = [i for i, label in enumerate(y) if label != "other" or i % 8 == 0]
+    x, y = x[keep], [y[i] for i in keep]
+    none = np.zeros((0, 8), np.float32)
+    together = fit_intents_for_shares(x, y, none, [], [None, 0.5], val_fraction=0.3, folds=1)
+    for share, result in zip([None, 0.5], together, strict=True):
+        alone = fit_intents(x, y, none, [], val_fraction=0.3, oos_share=share, folds=1)
+        assert result.head.threshold == alone.head.threshold
+        assert result.metrics["trials"] == alone.metrics["trials"]
+        np.testing.assert_allclose(result.head.weight, alone.head.weight, atol=1e-5)
+    assert together[1].head.threshold >= together[0].head.threshold
