@@ -3,13 +3,14 @@ head (same encoder, same process, requests interleaved so machine noise hits bot
 the head's own share of a decision (``head_scores`` alone: the n-gram features and the
 matrix products, per message).
 
-    PYTHONPATH=. python -m bench.bench_intent_latency HEAD_CONFIG.yaml [N]
-    PYTHONPATH=. python -m bench.bench_intent_latency --train-lexical [N]
+    PYTHONPATH=. python -m bench.bench_intent_latency HEAD_CONFIG.yaml [N] [ROUNDS]
+    PYTHONPATH=. python -m bench.bench_intent_latency --train-lexical [N] [ROUNDS]
 
 ``--train-lexical`` first trains a head with lexical features (``train-intents --features
 lexical``) on the default config's own descriptions and examples, as labelled rows, into
-a temporary directory, and measures that one. Writes bench/results/intent-head-latency
-.json + .md.
+a temporary directory, and measures that one. ROUNDS (default 3) repeats the N messages;
+each round's p50 ratio is reported too (a shared machine moves single rounds). Writes
+bench/results/intent-head-latency.json + .md.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def train_lexical_head(out: Path) -> Path:
     return out / "routing.yaml"
 
 
-async def main(head_config: str, n: int) -> dict[str, Any]:
+async def main(head_config: str, n: int, rounds: int = 3) -> dict[str, Any]:
     settings = Settings(strategy="intent")
     rows = list(read_jsonl(Path("bench/data/intent-dev.jsonl")))[:n]
     convs = [Conversation.from_text(row_text(r)) for r in rows]
@@ -61,12 +62,19 @@ async def main(head_config: str, n: int) -> dict[str, Any]:
         await backends[name].start()
         await backends[name].classify(convs[0])
     times: dict[str, list[float]] = {k: [] for k in backends}
-    for i, conv in enumerate(convs):
-        order = list(backends.items())
-        for name, clf in order if i % 2 else order[::-1]:  # alternate who goes first
-            start = time.perf_counter()
-            await clf.classify(conv)
-            times[name].append(time.perf_counter() - start)
+    round_ratios = []
+    for _ in range(rounds):
+        this_round: dict[str, list[float]] = {k: [] for k in backends}
+        for i, conv in enumerate(convs):
+            order = list(backends.items())
+            for name, clf in order if i % 2 else order[::-1]:  # alternate who goes first
+                start = time.perf_counter()
+                await clf.classify(conv)
+                this_round[name].append(time.perf_counter() - start)
+        for name, t in this_round.items():
+            times[name] += t
+        p50 = {name: float(np.percentile(t, 50)) for name, t in this_round.items()}
+        round_ratios.append(round(p50["trained_head"] / p50["nearest_examples"], 3))
     head_clf = backends["trained_head"]
     head = head_clf._head
     assert head is not None
@@ -89,6 +97,7 @@ async def main(head_config: str, n: int) -> dict[str, Any]:
     out["ratio_mean"] = round(
         out["trained_head"]["mean_ms"] / out["nearest_examples"]["mean_ms"], 3
     )
+    out["round_ratios_p50"] = round_ratios
     out["head_only_us"] = {
         "p50": round(float(np.percentile(head_only, 50)) * 1e6, 1),
         "p99": round(float(np.percentile(head_only, 99)) * 1e6, 1),
@@ -97,7 +106,9 @@ async def main(head_config: str, n: int) -> dict[str, Any]:
         "labels": len(head.labels),
         "lexical_features": head.lexical.n_features if head.lexical is not None else 0,
     }
-    out["note"] = f"{len(convs)} single-turn dev messages, interleaved; 2 shared CPU cores"
+    out["note"] = (
+        f"{rounds} rounds of {len(convs)} single-turn dev messages, interleaved; 2 shared CPU cores"
+    )
     for clf in backends.values():
         await clf.aclose()
     return out
@@ -110,7 +121,8 @@ def report(out: dict[str, Any]) -> None:
     ]
     table = md_table(["backend", "p50 ms", "mean ms"], rows)
     table += (
-        f"\n\nratio p50 {out['ratio_p50']}, mean {out['ratio_mean']}; the head alone "
+        f"\n\nratio p50 {out['ratio_p50']} (per round {out['round_ratios_p50']}), mean "
+        f"{out['ratio_mean']}; the head alone "
         f"(n-gram features + matrix products, {out['head']['labels']} labels, "
         f"{out['head']['lexical_features']} n-gram features): p50 {out['head_only_us']['p50']}"
         f" µs, p99 {out['head_only_us']['p99']} µs per message. {out['note']}."
@@ -122,8 +134,9 @@ def report(out: dict[str, Any]) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     count = int(args[1]) if len(args) > 1 else 120
+    repeat = int(args[2]) if len(args) > 2 else 3
     if args and args[0] == "--train-lexical":
         with tempfile.TemporaryDirectory() as tmp:
-            report(asyncio.run(main(str(train_lexical_head(Path(tmp))), count)))
+            report(asyncio.run(main(str(train_lexical_head(Path(tmp))), count, repeat)))
     else:
-        report(asyncio.run(main(args[0], count)))
+        report(asyncio.run(main(args[0], count, repeat)))

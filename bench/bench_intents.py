@@ -18,7 +18,7 @@ deployment that knows its traffic mix (``--oos-share``). Test accuracies carry 9
 bootstrap intervals. Embeddings: the serving encoder (packaged MiniLM, int8 on CPU),
 cached under .cache/embeddings (``python -m bench.embed_intent_data`` fills it).
 
-    PYTHONPATH=. .venv/bin/python -m bench.bench_intents [banking|clinc ...]
+    PYTHONPATH=. .venv/bin/python -m bench.bench_intents [banking-full|banking-10shot|clinc]
         -> bench/results/intents.json + intents.md
 """
 
@@ -83,9 +83,11 @@ def few_shot(y: Sequence[str], per: int, seed: int) -> np.ndarray:
     )
 
 
-def intent_names(labels: Sequence[str]) -> list[str]:
-    """Each intent's name as a description: card_arrival -> "card arrival"."""
-    return [name.replace("_", " ") for name in sorted(set(labels)) if name != OTHER]
+def intent_names(labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(intents, descriptions): each intent's name as its description, card_arrival ->
+    "card arrival"."""
+    intents = [name for name in sorted(set(labels)) if name != OTHER]
+    return intents, [name.replace("_", " ") for name in intents]
 
 
 def head_entry(fit: Any, x: np.ndarray, texts: Sequence[str], gold: Sequence[str]) -> dict:  # type: ignore[type-arg]
@@ -102,15 +104,19 @@ def head_entry(fit: Any, x: np.ndarray, texts: Sequence[str], gold: Sequence[str
     }
 
 
-def banking(embed: Embed, results: dict[str, Any]) -> None:
+def banking(
+    embed: Embed, results: dict[str, Any], settings: Sequence[str] = ("full", "10-shot")
+) -> None:
     tr, ytr = intent_data.banking77("train")
     te, yte = intent_data.banking77("test")
     tr, te = [clip_text(t) for t in tr], [clip_text(t) for t in te]
     xtr, xte = embed(tr), embed(te)
     none = np.zeros((0, xtr.shape[1]), np.float32)
-    names = intent_names(ytr)
-    x_names = embed(names)
+    intents, descriptions = intent_names(ytr)
+    x_names = embed(descriptions)
     for setting, seeds in (("full", [0]), ("10-shot", [0, 1, 2])):
+        if setting not in settings:
+            continue
         for seed in seeds:
             idx = np.arange(len(ytr)) if setting == "full" else few_shot(ytr, 10, seed)
             ys, ts = [ytr[i] for i in idx], [tr[i] for i in idx]
@@ -130,8 +136,9 @@ def banking(embed: Embed, results: dict[str, Any]) -> None:
             if setting == "10-shot":
                 start = time.perf_counter()
                 fit = fit_intents(
-                    xtr[idx], ys, x_names, names, seed=seed, texts=ts, config_texts=names
+                    xtr[idx], ys, x_names, intents, seed=seed, texts=ts, config_texts=descriptions
                 )
+                assert fit.head.labels == intents
                 entry["head_with_names"] = {
                     **head_entry(fit, xte, te, yte),
                     "fit_seconds": round(time.perf_counter() - start, 1),
@@ -139,6 +146,7 @@ def banking(embed: Embed, results: dict[str, Any]) -> None:
             key = f"banking77/{setting}/seed{seed}"
             results[key] = entry
             print(key, json.dumps(entry), flush=True)
+            save(results)
 
 
 def clinc(embed: Embed, results: dict[str, Any]) -> None:
@@ -179,6 +187,7 @@ def clinc(embed: Embed, results: dict[str, Any]) -> None:
                 "fit_seconds_all_rules": seconds,
             }
             print(key, json.dumps(results[key]), flush=True)
+        save(results)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -202,24 +211,38 @@ def table(results: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+NOTE = (
+    "Chosen on train/validation only; test reported once per method. Timings on 2 shared CPU cores."
+)
+
+
+def save(results: dict[str, Any]) -> None:
+    """bench/results/intents.json + .md, after every entry (a long run keeps its part),
+    keeping the entries this run did not produce."""
+    path = RESULTS / "intents.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged = {k: v for k, v in merged.items() if k not in ("machine", "note")} | results
+    write_results("intents", {**merged, "note": NOTE}, table(merged) + "\n\n" + NOTE)
+
+
 def main() -> None:
-    """All benchmarks, or only the named ones (banking, clinc) merged into the last run."""
+    """All benchmarks, or only the named ones (banking-full, banking-10shot, banking,
+    clinc) merged into the last run's results."""
     which = sys.argv[1:] or ["banking", "clinc"]
     embedder = TextEmbedder(quantize=True, cache_dir=CACHE)
     previous = RESULTS / "intents.json"
     results: dict[str, Any] = {}
     if sys.argv[1:] and previous.exists():
-        results = {k: v for k, v in json.loads(previous.read_text()).items() if k != "machine"}
+        skip = ("machine", "note")
+        results = {k: v for k, v in json.loads(previous.read_text()).items() if k not in skip}
     results["encoder"] = embedder.info
-    if "banking" in which:
-        banking(embedder.embed, results)
+    settings = [s for s, name in (("full", "banking-full"), ("10-shot", "banking-10shot"))
+                if "banking" in which or name in which]  # fmt: skip
+    if settings:
+        banking(embedder.embed, results, settings)
     if "clinc" in which:
         clinc(embedder.embed, results)
-    note = (
-        "Chosen on train/validation only; test reported once per method. Timings on 2 "
-        "shared CPU cores."
-    )
-    write_results("intents", {**results, "note": note}, table(results) + "\n\n" + note)
+    save(results)
 
 
 if __name__ == "__main__":
