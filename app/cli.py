@@ -229,13 +229,15 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_dir=args.cache_dir or None,
         oos_share=args.oos_share,
+        features=args.features,
     )
     manifest = run_train_intents(job)
     m = manifest["metrics"]
     print(
         f"intent head written to {args.out}/intent-head ({len(manifest['labels'])} labels, "
         f"{m['n_rows']} rows + {m['n_config_examples']} config examples); validation "
-        f"accuracy {m['val_accuracy']} at other-threshold {m['threshold']} (C {m['c']})"
+        f"({m['validation']}) accuracy {m['val_accuracy']} at other-threshold "
+        f"{m['threshold']} (C {m['c']}, features {m['features']})"
     )
     print(f"use it: ROUTER_CONFIG={args.out}/routing.yaml llm-router serve")
     return 0

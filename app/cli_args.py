@@ -129,6 +129,14 @@ def add_train_intents_parser(sub: Any) -> argparse.ArgumentParser:
         "the 'other' threshold (default: the validation data's own mix)",
     )
     p.add_argument(
+        "--features",
+        choices=("auto", "embedding", "lexical"),
+        default="auto",
+        help="auto: add TF-IDF word/character n-gram features of the message when "
+        "validation accuracy says they help; embedding: sentence embedding only; "
+        "lexical: always add them",
+    )
+    p.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="embedding cache ('' disables)"
     )
     return p

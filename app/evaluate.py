@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,23 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {**latency_percentiles(latencies), "mean_ms": round(mean, 3)}
 
 
+def head_summary(path: Path) -> dict[str, Any]:
+    """What the trained intent head decides with: features, C, threshold and how they
+    were chosen (from its manifest)."""
+    from models.intent_head import load_head
+
+    head, manifest = load_head(path)
+    metrics = manifest.get("metrics", {})
+    keys = ("features", "word_weight", "char_weight", "c", "validation", "val_accuracy")
+    return {
+        "labels": len(head.labels),
+        "threshold": head.threshold,
+        "oos_share": metrics.get("oos_share"),
+        "lexical_features": head.lexical.n_features if head.lexical is not None else 0,
+        **{k: metrics.get(k, "embedding" if k == "features" else None) for k in keys},
+    }
+
+
 async def evaluate_intents(
     rows: list[dict[str, Any]], settings: Settings, config: RoutingConfig
 ) -> dict[str, Any]:
@@ -98,6 +116,8 @@ async def evaluate_intents(
     report["strategy"] = settings.strategy
     report["backend"] = settings.intent.backend
     report["intent_classifier"] = config.intent_classifier
+    if config.intent_classifier and settings.intent.backend == "embedding":
+        report["intent_head"] = head_summary(config.resolve_path(config.intent_classifier))
     report["errors"] = [
         {"id": row.get("id"), "gold": g, "predicted": p}
         for row, g, p in zip(rows, gold, pred, strict=True)

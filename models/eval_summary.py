@@ -72,6 +72,13 @@ def print_intents(report: dict[str, Any]) -> None:
             f"in-scope accuracy {report['in_scope_accuracy']:.3f}, out-of-scope recall "
             f"{report['out_of_scope_recall']:.3f}"
         )
+    head = report.get("intent_head")
+    if head:
+        print(
+            f"intent head: {head['labels']} labels, features {head['features']} "
+            f"({head['lexical_features']} n-grams), other-threshold {head['threshold']:.3f}, "
+            f"chosen on {head['validation'] or 'no validation'}"
+        )
     for label, row in report["per_intent"].items():
         print(
             f"  {label:<22} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "

@@ -1,8 +1,12 @@
-"""Trained intent head: a linear (softmax) classifier over sentence embeddings.
+"""Trained intent head: a linear (softmax) classifier over sentence embeddings and,
+optionally, lexical features of the same text (TF-IDF word and character n-grams,
+``models.intent_features``).
 
 The head is fitted offline (``llm-router train-intents``) on labelled messages and the
-routing config's examples; serving only needs numpy: ``softmax(x @ W.T + b)``, then
-``other`` when the top probability is under the threshold chosen on validation.
+routing config's examples; serving only needs numpy:
+``softmax(x @ W.T + lexical(text) @ W_lex + b)``, then ``other`` when the top probability
+is under the threshold chosen on validation. Heads written before lexical features
+existed (no ``features.lexical`` in the manifest) load and score as before.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_texts_cached, text_encoder_key
+from models.intent_features import LexicalFeatures
 
 if TYPE_CHECKING:
     from models.minilm import SentenceEncoder
@@ -23,6 +28,7 @@ HEAD_CHARS, TAIL_CHARS = 300, 700  # long turns: keep the opening and the end
 KIND = "intent-head"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+VOCABULARY = "vocabulary.json"  # lexical n-grams, in feature-index order
 
 
 class IntentHeadError(RuntimeError):
@@ -76,22 +82,37 @@ class TextEmbedder:
 
 @dataclass(slots=True)
 class IntentHead:
-    """Softmax regression weights over unit-length embeddings."""
+    """Softmax regression over unit-length embeddings, plus lexical features of the text
+    when ``lexical`` is set (then every scoring call needs the texts)."""
 
     labels: list[str]
     weight: np.ndarray  # [classes, dim]
     bias: np.ndarray  # [classes]
     threshold: float = 0.0  # top probability below this -> other
+    lexical: LexicalFeatures | None = None
+    lexical_weight: np.ndarray | None = None  # [n_features, classes]
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        logits = x @ self.weight.T + self.bias
+    def logits(self, x: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Class scores for embeddings ``x`` [n, dim] of ``texts`` (needed, and must be
+        the embedded texts, when the head has lexical features)."""
+        out = x @ self.weight.T + self.bias
+        if self.lexical is not None and self.lexical_weight is not None:
+            if texts is None or len(texts) != len(x):
+                raise ValueError("this intent head scores the texts too: pass one per vector")
+            out = out + self.lexical.transform(texts).matmul(self.lexical_weight)
+        return out  # type: ignore[no-any-return]
+
+    def probabilities(self, x: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        logits = self.logits(x, texts)
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
-    def predict(self, x: np.ndarray, other: str = "other") -> list[str]:
+    def predict(
+        self, x: np.ndarray, texts: Sequence[str] | None = None, other: str = "other"
+    ) -> list[str]:
         """Top label per row, or ``other`` when its probability is under the threshold."""
-        probs = self.probabilities(x)
+        probs = self.probabilities(x, texts)
         top = probs.argmax(axis=1)
         return [
             other if p[j] < self.threshold else self.labels[j]
@@ -101,18 +122,47 @@ class IntentHead:
 
 def save_head(out: Path, head: IntentHead, manifest: dict[str, Any]) -> Path:
     """Write ``weights.safetensors`` and ``manifest.json`` (labels, threshold, encoder,
-    metrics) into ``out``."""
+    features, metrics) into ``out``, plus ``vocabulary.json`` for a lexical head."""
     import json
 
     from safetensors.numpy import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     tensors = {"weight": head.weight.astype(np.float32), "bias": head.bias.astype(np.float32)}
+    features: dict[str, Any] = {"embedding": int(head.weight.shape[1]), "lexical": None}
+    if head.lexical is not None and head.lexical_weight is not None:
+        tensors["lexical_weight"] = head.lexical_weight.astype(np.float32)
+        tensors["lexical_idf"] = head.lexical.idf.astype(np.float32)
+        features["lexical"] = head.lexical.state()
+        vocab = sorted(head.lexical.vocabulary, key=head.lexical.vocabulary.__getitem__)
+        (out / VOCABULARY).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (out / VOCABULARY).chmod(0o644)
     save_file(tensors, str(out / WEIGHTS))
     (out / WEIGHTS).chmod(0o644)
-    data = {"kind": KIND, **manifest, "labels": head.labels, "threshold": head.threshold}
+    data = {
+        "kind": KIND,
+        **manifest,
+        "features": features,
+        "labels": head.labels,
+        "threshold": head.threshold,
+    }
     (out / MANIFEST).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _load_lexical(
+    path: Path, state: dict[str, Any], tensors: dict[str, np.ndarray]
+) -> tuple[LexicalFeatures, np.ndarray]:
+    import json
+
+    vocab = json.loads((path / VOCABULARY).read_text(encoding="utf-8"))
+    lexical = LexicalFeatures(
+        vocabulary={str(g): i for i, g in enumerate(vocab)},
+        idf=tensors["lexical_idf"],
+        word_weight=float(state["word_weight"]),
+        char_weight=float(state["char_weight"]),
+    )
+    return lexical, tensors["lexical_weight"]
 
 
 def load_head(path: Path) -> tuple[IntentHead, dict[str, Any]]:
@@ -131,9 +181,16 @@ def load_head(path: Path) -> tuple[IntentHead, dict[str, Any]]:
             bias=tensors["bias"],
             threshold=float(manifest["threshold"]),
         )
+        state = (manifest.get("features") or {}).get("lexical")
+        if state:
+            head.lexical, head.lexical_weight = _load_lexical(path, state, tensors)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IntentHeadError(f"cannot read intent classifier '{path}': {exc}") from None
     shape_ok = head.weight.ndim == 2 and head.weight.shape[0] == len(head.labels) == head.bias.size
+    if head.lexical is not None and head.lexical_weight is not None:
+        n = head.lexical.n_features
+        shape_ok = shape_ok and head.lexical_weight.shape == (n, len(head.labels))
+        shape_ok = shape_ok and head.lexical.idf.shape == (n,)
     if manifest.get("kind") != KIND or not shape_ok:
         raise IntentHeadError(f"'{path}' is not a consistent {KIND} artifact")
     return head, manifest

@@ -2,7 +2,8 @@
 config and write the artifact plus a routing config that uses it.
 
 Layout of ``out``: ``intent-head/`` (weights.safetensors + manifest.json: encoder
-fingerprint, labels, threshold, metrics) and ``routing.yaml`` (the base config plus
+fingerprint, labels, threshold, features, metrics; vocabulary.json when the head uses
+lexical features) and ``routing.yaml`` (the base config plus
 ``intent_classifier: intent-head``; the base's relative paths made absolute).
 """
 
@@ -16,13 +17,20 @@ import numpy as np
 
 from models.embed_cache import DEFAULT_CACHE_DIR
 from models.intent_data import OTHER, IntentDataError, read_intent_rows
-from models.intent_head import TextEmbedder, save_head
-from models.intent_train import fit_intents
+from models.intent_head import TextEmbedder, clip_text, save_head
+from models.intent_train import LEXICAL_GRID, fit_intents
 
 if TYPE_CHECKING:
     from app.config import RoutingConfig
 
 HEAD_DIR = "intent-head"
+# --features: which (word, char) n-gram weights validation chooses among; (0, 0) is the
+# embedding-only head
+FEATURE_GRIDS = {
+    "auto": LEXICAL_GRID,
+    "embedding": ((0.0, 0.0),),
+    "lexical": tuple(w for w in LEXICAL_GRID if w != (0.0, 0.0)),
+}
 ROUTING = "routing.yaml"
 
 
@@ -38,6 +46,7 @@ class IntentJob:
     seed: int = 0
     cache_dir: Path | str | None = DEFAULT_CACHE_DIR
     oos_share: float | None = None  # weight of out-of-scope rows in the threshold choice
+    features: str = "auto"  # see FEATURE_GRIDS
 
 
 def config_rows(config: RoutingConfig) -> tuple[list[str], list[str]]:
@@ -77,12 +86,26 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
     x = embedder.embed(texts)
     x_config = embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
     result = fit_intents(
-        x, labels, x_config, extra_labels, job.val_fraction, job.seed, oos_share=job.oos_share
+        x,
+        labels,
+        x_config,
+        extra_labels,
+        job.val_fraction,
+        job.seed,
+        oos_share=job.oos_share,
+        texts=[clip_text(t) for t in texts],  # what the service scores: the clipped turn
+        config_texts=[clip_text(t) for t in extra],
+        lexical_grid=FEATURE_GRIDS[job.features],
     )
     manifest = {
         "encoder": embedder.info,
         "metrics": result.metrics,
-        "training": {"data": job.data.name, "val_fraction": job.val_fraction, "seed": job.seed},
+        "training": {
+            "data": job.data.name,
+            "val_fraction": job.val_fraction,
+            "seed": job.seed,
+            "features": job.features,
+        },
     }
     save_head(job.out / HEAD_DIR, result.head, manifest)
     write_config(job.config, job.out / ROUTING)

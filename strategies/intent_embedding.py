@@ -4,7 +4,9 @@
   utterances and the config's ``examples_file`` rows; below ``ROUTER_INTENT__THRESHOLD``
   the answer is ``other``; or
 * a trained intent head (config ``intent_classifier``, from ``llm-router train-intents``):
-  softmax probabilities, ``other`` under the head's validated threshold.
+  softmax probabilities over the embedding (and, when the head was trained with them,
+  word/character n-grams of the same turn text), ``other`` under the head's validated
+  threshold.
 
 Turns are embedded micro-batched with concurrent requests; the latest turn weighs most.
 """
@@ -122,11 +124,12 @@ class EmbeddingIntentClassifier:
             owners += [index[label] for label in labels]
         return texts, owners
 
-    def head_scores(self, vectors: np.ndarray) -> np.ndarray:
+    def head_scores(self, vectors: np.ndarray, texts: list[str]) -> np.ndarray:
         """Per-intent probability from the trained head, weighted over turns (newest
-        first); intents the head does not know score 0."""
+        first); intents the head does not know score 0. ``texts`` are the embedded turn
+        texts (the head's lexical features read them)."""
         assert self._head is not None
-        probs = self._head.probabilities(vectors).T @ turn_weights(vectors.shape[0])
+        probs = self._head.probabilities(vectors, texts).T @ turn_weights(vectors.shape[0])
         out = np.zeros(len(self._names), dtype=np.float32)
         for j, label in enumerate(self._head.labels):
             if label in self._names:
@@ -156,7 +159,8 @@ class EmbeddingIntentClassifier:
             asyncio.get_running_loop().time() - start
         )
         if self._head is not None:
-            scores, threshold = self.head_scores(np.stack(vectors)), self._head.threshold
+            scores = self.head_scores(np.stack(vectors), clipped)
+            threshold = self._head.threshold
         else:
             scores, threshold = self.score(np.stack(vectors)), self._ctx.settings.intent.threshold
         allowed = set(allowed_intents(self._ctx, conversation))

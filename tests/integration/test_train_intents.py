@@ -1,6 +1,7 @@
 """`llm-router train-intents` end to end with the real packaged MiniLM on ~50 rows:
 train -> DIR/routing.yaml serves with the head -> eval reports per-intent and
-out-of-scope numbers; a config's examples_file feeds the untrained backend."""
+out-of-scope numbers; a head with lexical n-gram features serves exactly the head's
+offline probabilities; a config's examples_file feeds the untrained backend."""
 
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def test_eval_reports_per_intent_and_out_of_scope(trained: Path) -> None:
     assert set(report["per_intent"]) >= {"weather", "coding", "other"}
     assert report["out_of_scope_recall"] is not None and report["accuracy"] >= 4 / 6
     assert "out-of-scope recall" in proc.stdout
+    assert report["intent_head"]["labels"] == 3 and "intent head:" in proc.stdout
 
 
 async def test_serving_uses_the_head(trained: Path) -> None:
@@ -100,6 +102,45 @@ async def test_serving_uses_the_head(trained: Path) -> None:
         router = resp.json()["router"]
         assert router["intent"] == "weather" and router["model"] == "small"
         assert set(router["scores"]) == {"weather", "coding", "other"}
+
+
+async def test_lexical_head_serves_its_offline_probabilities(trained: Path) -> None:
+    """--features lexical: the artifact carries the n-gram vocabulary, and the service's
+    scores are the head's probabilities for the embedding *and* the text."""
+    import numpy as np
+
+    from models.intent_head import TextEmbedder, clip_text, load_head
+
+    out = trained / "lexical"
+    proc = cli("train-intents", str(trained / "train.jsonl"), "--config",
+               str(trained / "base.yaml"), "--out", str(out), "--features", "lexical",
+               "--cache-dir", str(trained / "cache"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "features embedding+lexical" in proc.stdout
+    head, manifest = load_head(out / "intent-head")
+    assert manifest["features"]["lexical"]["n_features"] > 0
+    assert (out / "intent-head" / "vocabulary.json").is_file() and head.lexical is not None
+
+    text = "is my python code going to rain errors tomorrow?"
+    x = TextEmbedder(cache_dir=None).embed([text])
+    want = dict(zip(head.labels, head.probabilities(x, [clip_text(text)])[0], strict=True))
+    embedding_only = head.logits(x, [""])  # the same head with no n-gram evidence
+    assert not np.allclose(embedding_only, head.logits(x, [text]), atol=1e-3)
+    settings = make_settings(strategy="intent", config=str(out / "routing.yaml"))
+    async with app_client(settings) as client:
+        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
+        assert resp.status_code == 200, resp.text
+        got = resp.json()["router"]["scores"]
+    for label, p in want.items():
+        assert got[label] == pytest.approx(float(p), abs=2e-3)
+    (trained / "one.jsonl").write_text(json.dumps({"text": text, "intent": "coding"}) + "\n")
+    proc = cli("eval", str(trained / "one.jsonl"), "--config", str(out / "routing.yaml"),
+               "--strategy", "intent", "--out", str(trained / "lexical-report.json"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((trained / "lexical-report.json").read_text())
+    assert report["intent_head"]["features"] == "embedding+lexical"
+    n_grams = manifest["features"]["lexical"]["n_features"]
+    assert report["intent_head"]["lexical_features"] == n_grams
 
 
 def test_unknown_intent_in_data_is_an_error_naming_it(trained: Path) -> None:

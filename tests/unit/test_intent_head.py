@@ -104,3 +104,179 @@ def test_oos_share_reweights_the_threshold_choice() -> None:
     plain, _ = best_threshold(head, x, y)
     balanced, _ = best_threshold(head, x, y, oos_share=0.5)
     assert balanced >= plain
+
+
+# --- lexical features (word/character n-grams beside the embedding) ---------------------
+
+TOPICS = {
+    "refund": ["refund", "money back", "reimburse"],
+    "login": ["password", "log in", "locked"],
+}
+FILLER = ["please help with", "I have a question about", "something is wrong with", "hi,"]
+
+
+def keyword_rows(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Texts whose intent only their words reveal (the tests give them all the same
+    embedding)."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = sorted(TOPICS)[i % 2]
+        texts.append(f"{rng.choice(FILLER)} {rng.choice(TOPICS[label])} {rng.integers(99)}")
+        labels.append(label)
+    return texts, labels
+
+
+def test_lexical_features_blocks_are_unit_length_and_unknown_grams_ignored() -> None:
+    from models.intent_features import LexicalFeatures, char_grams
+
+    # " ab " has 3-grams; at n=4 the padded word is used whole, once, and longer n stop
+    assert char_grams(["ab"]) == ["c  ab", "c ab ", "c  ab "]
+    lex = LexicalFeatures.fit(["my card is lost", "card arrival", "lost card"], min_df=1,
+                              word_weight=0.5, char_weight=2.0)  # fmt: skip
+    rows = lex.transform(["lost card", "zzz qqq", ""])
+    dense = rows.dense()
+    words_ = [i for g, i in lex.vocabulary.items() if g.startswith("w ")]
+    chars = [i for g, i in lex.vocabulary.items() if g.startswith("c ")]
+    assert np.linalg.norm(dense[0, words_]) == pytest.approx(0.5, rel=1e-5)
+    assert np.linalg.norm(dense[0, chars]) == pytest.approx(2.0, rel=1e-5)
+    assert not dense[1:].any()  # nothing known: no features (no crash)
+    w = np.random.default_rng(0).normal(size=(lex.n_features, 3)).astype(np.float32)
+    np.testing.assert_allclose(rows.matmul(w), dense @ w, atol=1e-5)
+
+
+def test_lexical_head_separates_what_the_embedding_cannot(tmp_path: Path) -> None:
+    """Every row has the same embedding: only the n-grams can tell the intents apart."""
+    texts, labels = keyword_rows(80, seed=0)
+    x = np.tile(np.eye(8, dtype=np.float32)[0], (len(texts), 1))
+    none = np.zeros((0, 8), np.float32)
+    plain = fit_intents(x, labels, none, [], texts=texts, config_texts=[],
+                        lexical_grid=[(0.0, 0.0)])  # fmt: skip
+    fit = fit_intents(x, labels, none, [], texts=texts, config_texts=[])
+    assert fit.metrics["features"] == "embedding+lexical" and fit.head.lexical is not None
+    assert fit.metrics["validation"] == "5-fold cross-validation"  # few rows
+    test_texts, test_labels = keyword_rows(40, seed=1)
+    xt = x[: len(test_texts)]
+    acc = np.mean([p == g for p, g in zip(fit.head.predict(xt, test_texts), test_labels,
+                                          strict=True)])  # fmt: skip
+    base = np.mean([p == g for p, g in zip(plain.head.predict(xt), test_labels, strict=True)])
+    assert acc == 1.0 and base <= 0.5
+    with pytest.raises(ValueError, match="texts"):
+        fit.head.probabilities(xt)  # the texts cannot be forgotten silently
+
+    info = {"name": "enc", "dim": 8, "fingerprint": "abc", "quantized": True}
+    save_head(tmp_path / "h", fit.head, {"encoder": info})
+    loaded, manifest = load_head(tmp_path / "h")
+    assert manifest["features"]["lexical"]["n_features"] == fit.head.lexical.n_features
+    assert (tmp_path / "h" / "vocabulary.json").is_file()
+    np.testing.assert_allclose(
+        loaded.probabilities(xt, test_texts), fit.head.probabilities(xt, test_texts), atol=1e-6
+    )
+    (tmp_path / "h" / "vocabulary.json").write_text('["w refund"]')
+    with pytest.raises(IntentHeadError, match="not a consistent"):
+        load_head(tmp_path / "h")
+
+
+def test_heads_saved_before_lexical_features_still_load(tmp_path: Path) -> None:
+    """An artifact from the earlier format: weights + manifest without ``features``."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    (tmp_path / "old").mkdir()
+    weight = np.eye(3, 8, dtype=np.float32)
+    save_file({"weight": weight, "bias": np.zeros(3, np.float32)},
+              str(tmp_path / "old/weights.safetensors"))  # fmt: skip
+    manifest = {"kind": "intent-head", "encoder": {}, "labels": ["a", "b", "c"],
+                "threshold": 0.4}  # fmt: skip
+    (tmp_path / "old/manifest.json").write_text(json.dumps(manifest))
+    head, _ = load_head(tmp_path / "old")
+    assert head.lexical is None
+    x = np.eye(8, dtype=np.float32)[:3] * 10
+    assert head.predict(x) == ["a", "b", "c"]
+
+
+def test_threshold_choice_matches_brute_force() -> None:
+    from models.intent_train import _weights, choose_threshold
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 30))
+        gold = list(rng.choice(["a", "b", "other"], n))
+        top = list(rng.choice(["a", "b", "other"], n))
+        prob = np.round(rng.random(n), 1)  # ties on purpose
+        share = (None, 0.5)[trial % 2]
+        t, acc = choose_threshold(prob, top, gold, share)
+        w = _weights(gold, share)
+
+        def accuracy(th: float, prob=prob, top=top, gold=gold, w=w) -> float:  # type: ignore[no-untyped-def]
+            pred = ["other" if p < th else lbl for p, lbl in zip(prob, top, strict=True)]
+            return float(np.average([p == g for p, g in zip(pred, gold, strict=True)], weights=w))
+
+        best = max(accuracy(c) for c in np.unique(np.concatenate([[0.0], prob + 1e-6])))
+        assert accuracy(t) == pytest.approx(acc) == pytest.approx(best)
+
+
+async def test_served_decisions_use_the_lexical_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Serving with a fake encoder that gives every text the same vector: the head can
+    only be right on both intents when the service passes the turn's text to it."""
+    from app.metrics import RouterMetrics
+    from app.settings import Settings
+    from strategies import intent_embedding
+    from strategies.base import Conversation, StrategyContext
+
+    info = {"name": "same-vector", "dim": 8, "fingerprint": "f", "quantized": False}
+
+    class SameVector:
+        name, dim = "same-vector", 8
+
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.tile(np.eye(8, dtype=np.float32)[0], (len(texts), 1))
+
+    monkeypatch.setattr(intent_embedding, "SentenceEncoder", SameVector)
+    monkeypatch.setattr(intent_embedding, "encoder_info", lambda enc, quantized: info)
+    texts, labels = keyword_rows(80, seed=0)
+    x = SameVector().encode(texts)
+    fit = fit_intents(x, labels, np.zeros((0, 8), np.float32), [], texts=texts,
+                      config_texts=[], lexical_grid=[(1.0, 0.5)])  # fmt: skip
+    save_head(tmp_path / "intent-head", fit.head, {"encoder": info})
+    (tmp_path / "r.yaml").write_text(
+        "models:\n  - name: m1\n  - name: m2\nintents:\n"
+        "  - {name: refund, description: refunds, model: m1}\n"
+        "  - {name: login, description: account access, model: m2}\n"
+        "  - {name: other, description: anything else, model: m1}\n"
+        "intent_classifier: intent-head\n"
+    )
+    settings = Settings(strategy="intent", intent={"quantize": False})
+    ctx = StrategyContext(settings, load_routing_config(tmp_path / "r.yaml"), RouterMetrics())
+    clf = intent_embedding.EmbeddingIntentClassifier(ctx)
+    await clf.start()
+    try:
+        got = [
+            (await clf.classify(Conversation.from_text(text))).intent
+            for text in ("I want my money back", "I forgot my password", "please refund me")
+        ]
+    finally:
+        await clf.aclose()
+    assert got == ["refund", "login", "refund"]
+
+
+def test_several_oos_shares_share_the_fits_but_not_the_thresholds() -> None:
+    from models.intent_train import fit_intents_for_shares
+
+    x, y = blobs(40)
+    keep = [i for i, label in enumerate(y) if label != "other" or i % 8 == 0]
+    x, y = x[keep], [y[i] for i in keep]
+    none = np.zeros((0, 8), np.float32)
+    together = fit_intents_for_shares(x, y, none, [], [None, 0.5], val_fraction=0.3, folds=1)
+    for share, result in zip([None, 0.5], together, strict=True):
+        alone = fit_intents(x, y, none, [], val_fraction=0.3, oos_share=share, folds=1)
+        assert result.head.threshold == alone.head.threshold
+        assert result.metrics["trials"] == alone.metrics["trials"]
+        np.testing.assert_allclose(result.head.weight, alone.head.weight, atol=1e-5)
+    assert together[1].head.threshold >= together[0].head.threshold
