@@ -1,8 +1,10 @@
 """Several worker processes on one port (``ROUTER_WORKERS``), so one server uses every core.
 
 One Python process routes on one core at a time (the GIL, plus the event loop's own
-parsing and JSON work), so the supervisor here binds the socket once and spawns N
-workers that accept on it. Each worker is a whole app (its own strategy and batcher).
+parsing and JSON work), so the supervisor here claims the address and spawns N workers,
+each listening on it with SO_REUSEPORT so the kernel spreads connections evenly between
+them (where SO_REUSEPORT is missing they share one listening socket). Each worker is a
+whole app (its own strategy and batcher).
 They share two things through a fresh temporary directory: prometheus-client's
 multiprocess files (one scrape shows every worker's metrics) and one readiness marker
 per worker (``/ready`` is 200 only when every worker is). SIGTERM or SIGINT drains them
@@ -18,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from multiprocessing.connection import wait
@@ -117,12 +120,30 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _worker_main(settings: Settings, sock: socket.socket) -> None:
-    """One worker process: the whole app, serving on the supervisor's socket."""
-    import sys
+def reuse_port_supported() -> bool:
+    return hasattr(socket, "SO_REUSEPORT")
 
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) with SO_REUSEPORT (not yet listening)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker_main(settings: Settings, listen: socket.socket | tuple[str, int]) -> None:
+    """One worker process: the whole app, serving on the supervisor's socket, or on its own
+    SO_REUSEPORT socket for the supervisor's (host, port)."""
     from app.cli import build_server
 
+    sock = listen if isinstance(listen, socket.socket) else _reuse_port_socket(*listen)
     server, fatal = build_server(settings)
     # uvicorn re-raises the signal it caught once drained; a no-op handler lets the
     # worker report its own exit status instead of dying by SIGTERM
@@ -143,10 +164,29 @@ def serve_workers(settings: Settings, count: int) -> int:
     os.environ[MULTIPROC_ENV] = shared  # before any worker imports prometheus_client
     settings = settings.model_copy(update={"workers": count})
     group = WorkerGroup(Path(shared), count)
-    sock = uvicorn.Config("app.main:create_app", **uvicorn_options(settings)).bind_socket()
+    listen: socket.socket | tuple[str, int]
+    if reuse_port_supported():
+        # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
+        # connections across them evenly. One shared listening socket lets whichever
+        # worker is awake accept most of a client's keep-alive connections, so one worker
+        # did most of the work. This socket only claims the address (and learns the port
+        # when it is 0); it never listens, so no connection waits on it.
+        try:
+            sock = _reuse_port_socket(settings.host, settings.port)
+        except OSError as exc:
+            print(
+                f"llm-router: error: cannot listen on {settings.host}:{settings.port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
+        listen = (settings.host, int(sock.getsockname()[1]))
+    else:
+        sock = uvicorn.Config("app.main:create_app", **uvicorn_options(settings)).bind_socket()
+        listen = sock
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker_main, args=(settings, sock), name=f"llm-router-worker-{i}")
+        context.Process(target=_worker_main, args=(settings, listen), name=f"llm-router-worker-{i}")
         for i in range(count)
     ]
     stopping = {"signal": 0, "failed": False}

@@ -137,3 +137,65 @@ def test_bad_settings_fail_before_any_worker_starts(bad: dict[str, str]) -> None
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "spawn_main" not in out and "Started server process" not in out
+
+
+def established_by_pid(port: int, pids: list[int]) -> dict[int, int]:
+    """How many ESTABLISHED connections to ``port`` each process holds (from /proc)."""
+    inodes: dict[str, None] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes[f"socket:[{inode}]"] = None
+    counts = {}
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        counts[pid] = sum(1 for fd in fds.iterdir() if _readlink(fd) in inodes)
+    return counts
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return ""
+
+
+def test_keep_alive_connections_are_spread_over_the_workers() -> None:
+    """Each worker listens with SO_REUSEPORT: 32 keep-alive connections opened at once land
+    on both workers (one shared listening socket let one worker take nearly all of them,
+    so two workers did little more than one)."""
+
+    async def hold(base: str, count: int, until: asyncio.Event, opened: list[int]) -> None:
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+            async def one() -> None:
+                r = await client.post("/v1/chat/completions", json=BODY)
+                opened.append(r.status_code)
+
+            await asyncio.gather(*(one() for _ in range(count)))
+            await until.wait()
+
+    proc, base = spawn_server(WORKERS)
+    try:
+        wait_until_ready(proc, base, 120)
+        port = int(base.rsplit(":", 1)[1])
+
+        async def run() -> dict[int, int]:
+            until, opened = asyncio.Event(), []
+            task = asyncio.create_task(hold(base, 32, until, opened))
+            while len(opened) < 32:
+                await asyncio.sleep(0.05)
+            counts = established_by_pid(port, worker_pids(proc.pid))
+            until.set()
+            await task
+            return counts
+
+        counts = asyncio.run(run())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert len(counts) == 2 and sum(counts.values()) >= 16, counts
+    assert min(counts.values()) >= 4, counts  # binomial(32, 1/2): below 4 has p < 1e-5
