@@ -120,10 +120,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def reuse_port_supported() -> bool:
-    return hasattr(socket, "SO_REUSEPORT")
-
-
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to (host, port) with SO_REUSEPORT (not yet listening)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -165,7 +161,7 @@ def serve_workers(settings: Settings, count: int) -> int:
     settings = settings.model_copy(update={"workers": count})
     group = WorkerGroup(Path(shared), count)
     listen: socket.socket | tuple[str, int]
-    if reuse_port_supported():
+    if hasattr(socket, "SO_REUSEPORT"):
         # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
         # connections across them evenly. One shared listening socket lets whichever
         # worker is awake accept most of a client's keep-alive connections, so one worker

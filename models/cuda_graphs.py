@@ -74,10 +74,6 @@ class GraphedTower:
                 static_out = self._fn(static_in)
         return graph, static_in, static_out
 
-    @property
-    def largest(self) -> int:
-        return self.buckets[-1]
-
     def __call__(self, x: Any) -> Any:
         n = int(x.shape[0])
         bucket = next((b for b in self.buckets if b >= n), None)

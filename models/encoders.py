@@ -12,6 +12,7 @@ encoder thread (MicroBatcher). torch and open_clip are imported lazily.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -159,27 +160,18 @@ class OpenClipEncoder:
         from models.cuda_graphs import GraphedTower, buckets_up_to
 
         torch = self._torch
-        buckets = buckets_up_to(largest)
+        graph = functools.partial(
+            GraphedTower,
+            device=self._device,
+            buckets=buckets_up_to(largest),
+            autocast_dtype=self._autocast_dtype,
+        )
         try:
-            text = GraphedTower(
-                self._model.encode_text,
-                (self.context_length,),
-                torch.long,
-                self._device,
-                buckets,
-                self._autocast_dtype,
-            )
+            text = graph(self._model.encode_text, (self.context_length,), torch.long)
             image = None
             if self._pixel_spec is not None:
                 size = self._pixel_spec.size
-                image = GraphedTower(
-                    self._model.encode_image,
-                    (3, size, size),
-                    torch.float32,
-                    self._device,
-                    buckets,
-                    self._autocast_dtype,
-                )
+                image = graph(self._model.encode_image, (3, size, size), torch.float32)
         except Exception as exc:  # an op that cannot be captured: eager is still correct
             log.warning("CUDA graph capture failed for %s, running eagerly: %s", self.name, exc)
             return

@@ -110,14 +110,6 @@ def fit_softmax(
     )
 
 
-def decide(
-    head: IntentHead, x: np.ndarray, threshold: float, texts: Sequence[str] | None = None
-) -> list[str]:
-    probs = head.probabilities(x, texts)
-    top = probs.argmax(axis=1)
-    return [OTHER if p[j] < threshold else head.labels[j] for p, j in zip(probs, top, strict=True)]
-
-
 def choose_threshold(
     top_prob: np.ndarray,
     top_label: Sequence[str],

@@ -38,6 +38,11 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def unit_tensor(x: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`unit` (the served side)."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 class KNNRouter(nn.Module):
     """Memory of (unit embedding, per-model score) pairs."""
 
@@ -59,8 +64,7 @@ class KNNRouter(nn.Module):
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Mean neighbour score per model: shape [batch, n_out]."""
-        z = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        sims = z @ self.memory.T
+        sims = unit_tensor(x) @ self.memory.T
         idx = sims.topk(self.cfg.k, dim=1).indices
         return self.targets[idx].mean(dim=1)
 

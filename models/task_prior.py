@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.knn_router import unit
+from models.knn_router import unit, unit_tensor
 
 PriorKind = Literal["task", "cluster"]
 SMOOTHING = 5.0  # pseudo-rows of the global mean added to each group's mean
@@ -59,10 +59,6 @@ class PriorConfig:
         )
 
 
-def _unit_t(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
 class TaskHeadPrior(nn.Module):
     """``softmax(W unit(x) + b) @ means``: the predicted task's mean per-model score."""
 
@@ -78,7 +74,7 @@ class TaskHeadPrior(nn.Module):
         self.register_buffer("means", torch.zeros(cfg.n_groups, cfg.n_out))
 
     def task_probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        logits = _unit_t(x) @ self.weight.T.to(x.dtype) + self.bias.to(x.dtype)
+        logits = unit_tensor(x) @ self.weight.T.to(x.dtype) + self.bias.to(x.dtype)
         return torch.softmax(logits, dim=1)
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +94,7 @@ class ClusterPrior(nn.Module):
         self.register_buffer("means", torch.zeros(cfg.n_groups, cfg.n_out))
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        nearest = (_unit_t(x) @ self.centroids.T.to(x.dtype)).argmax(dim=1)
+        nearest = (unit_tensor(x) @ self.centroids.T.to(x.dtype)).argmax(dim=1)
         return self.means[nearest].to(x.dtype)
 
 
