@@ -230,6 +230,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir or None,
         oos_share=args.oos_share,
         features=args.features,
+        fine_tune_epochs=args.fine_tune,
     )
     manifest = run_train_intents(job)
     m = manifest["metrics"]
@@ -239,6 +240,14 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
         f"({m['validation']}) accuracy {m['val_accuracy']} at other-threshold "
         f"{m['threshold']} (C {m['c']}, features {m['features']})"
     )
+    tuning = manifest["training"]["fine_tune"]
+    if tuning:
+        print(
+            f"encoder fine-tuned for {tuning['epochs']} epochs on {tuning['rows']} rows "
+            f"({tuning['seconds']} s, loss {tuning['loss_first_epoch']} -> "
+            f"{tuning['loss_last_epoch']}); saved in {args.out}/intent-head/encoder and "
+            "served with the head"
+        )
     print(f"use it: ROUTER_CONFIG={args.out}/routing.yaml llm-router serve")
     return 0
 

@@ -19,6 +19,16 @@ def ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``train`` on the top-level subparsers."""
     p = sub.add_parser("train", help="train a router artifact on quality-labelled JSONL")
@@ -135,6 +145,15 @@ def add_train_intents_parser(sub: Any) -> argparse.ArgumentParser:
         help="auto: add TF-IDF word/character n-gram features of the message when "
         "validation accuracy says they help; embedding: sentence embedding only; "
         "lexical: always add them",
+    )
+    p.add_argument(
+        "--fine-tune",
+        type=non_negative_int,
+        default=0,
+        metavar="EPOCHS",
+        help="fine-tune the sentence encoder on the rows for EPOCHS epochs first (helps most "
+        "with few examples per intent; the tuned encoder is saved with the head and served "
+        "instead of ROUTER_INTENT__ENCODER); 0: keep the encoder frozen",
     )
     p.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="embedding cache ('' disables)"

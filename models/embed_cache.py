@@ -104,9 +104,9 @@ def embed_cached(
     return np.stack([table[h] for h in hashes]).astype(np.float32)
 
 
-def text_encoder_key(encoder_name: str, fingerprint: str, quantized: bool) -> str:
+def text_encoder_key(encoder_name: str, fingerprint: str, quantized: str | None) -> str:
     """File-name-safe identity of a sentence encoder (intent classifier's text vectors)."""
-    raw = f"{encoder_name}|{fingerprint}|int8={quantized}"
+    raw = f"{encoder_name}|{fingerprint}|int8={quantized or False}"
     slug = "".join(c if c.isalnum() else "-" for c in encoder_name)
     return f"text-{slug}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 

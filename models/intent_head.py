@@ -42,34 +42,35 @@ def clip_text(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
     return f"{text[:head]} ... {text[-tail:]}" if head else text[-tail:]
 
 
-def encoder_info(encoder: SentenceEncoder, quantized: bool) -> dict[str, Any]:
+def encoder_info(encoder: SentenceEncoder) -> dict[str, Any]:
     """What an intent head's vectors depend on (recorded in, and checked against, its
-    manifest)."""
+    manifest). ``quantized`` is the int8 scheme, or false for full precision."""
     from models.encoders import weights_fingerprint
 
     return {
         "name": encoder.name,
         "dim": encoder.dim,
         "fingerprint": weights_fingerprint(encoder._model),
-        "quantized": quantized,
+        "quantized": encoder.quantization or False,
     }
 
 
 class TextEmbedder:
-    """The intent backend's sentence encoder plus an on-disk cache (training/eval)."""
+    """The intent backend's sentence encoder plus an on-disk cache (training/eval).
+    ``quantize``: False, True (the default int8 scheme) or a scheme name; CPU only."""
 
     def __init__(
         self,
         encoder: str = "minilm",
         device: str = "cpu",
-        quantize: bool = True,
+        quantize: bool | str = True,
         cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
     ) -> None:
         from models.minilm import SentenceEncoder
 
-        self.quantized = quantize and device == "cpu"
-        self.encoder = SentenceEncoder(encoder, device, self.quantized)
-        self.info = encoder_info(self.encoder, self.quantized)
+        self.encoder = SentenceEncoder(encoder, device, quantize if device == "cpu" else False)
+        self.quantized = self.encoder.quantization
+        self.info = encoder_info(self.encoder)
         self.cache_dir = cache_dir
         self.key = text_encoder_key(self.encoder.name, self.info["fingerprint"], self.quantized)
 
@@ -196,14 +197,53 @@ def load_head(path: Path) -> tuple[IntentHead, dict[str, Any]]:
     return head, manifest
 
 
+def bundled_encoder(path: Path, manifest: dict[str, Any]) -> Path | None:
+    """The fine-tuned sentence encoder saved inside the head's directory
+    (``train-intents --fine-tune``), or None when the head uses the configured encoder."""
+    encoder = manifest.get("encoder")
+    relative = encoder.get("path") if isinstance(encoder, dict) else None
+    if not relative:
+        return None
+    where = (path / str(relative)).resolve()
+    if not where.is_relative_to(path.resolve()) or not where.is_dir():
+        raise IntentHeadError(
+            f"intent classifier '{path}' names a fine-tuned encoder at '{relative}', "
+            "which is not a directory inside it"
+        )
+    return where
+
+
 def check_head_encoder(manifest: dict[str, Any], info: dict[str, Any], path: Path) -> None:
     """Refuse a head trained on another encoder's vectors (name, dim, weights, int8)."""
     want = manifest.get("encoder", {})
     for key in ("name", "dim", "fingerprint", "quantized"):
-        if want.get(key) != info.get(key):
+        same = want.get(key) == info.get(key)
+        if key == "quantized":
+            same = _scheme(want.get(key), path) == _scheme(info.get(key), path)
+        if not same:
             raise IntentHeadError(
                 f"intent classifier '{path}' was trained with encoder {key}={want.get(key)!r} "
                 f"but the running encoder has {key}={info.get(key)!r} (check "
                 "ROUTER_INTENT__ENCODER / ROUTER_INTENT__QUANTIZE, or retrain with "
                 "llm-router train-intents)"
             )
+
+
+def _scheme(value: object, path: Path) -> str | None:
+    from models.minilm import recorded_quantization
+
+    try:
+        return recorded_quantization(value)
+    except ValueError as exc:
+        raise IntentHeadError(f"intent classifier '{path}': {exc}") from None
+
+
+def head_quantization(manifest: dict[str, Any], quantize: bool, path: Path) -> str | None:
+    """The int8 scheme to run the encoder with for this head when the service quantizes:
+    the one the head was trained with (heads from before per-channel int8 keep
+    per-tensor); None when the service does not quantize."""
+    from models.minilm import DEFAULT_INT8
+
+    if not quantize:
+        return None
+    return _scheme((manifest.get("encoder") or {}).get("quantized"), path) or DEFAULT_INT8

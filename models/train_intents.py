@@ -9,6 +9,7 @@ lexical features) and ``routing.yaml`` (the base config plus
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,13 +18,15 @@ import numpy as np
 
 from models.embed_cache import DEFAULT_CACHE_DIR
 from models.intent_data import OTHER, IntentDataError, read_intent_rows
+from models.intent_finetune import FineTuneConfig, fine_tune_encoder
 from models.intent_head import TextEmbedder, clip_text, save_head
-from models.intent_train import LEXICAL_GRID, fit_intents
+from models.intent_train import LEXICAL_GRID, FitResult, fit_chosen, fit_intents, stratified_split
 
 if TYPE_CHECKING:
     from app.config import RoutingConfig
 
 HEAD_DIR = "intent-head"
+ENCODER_DIR = "encoder"  # inside HEAD_DIR: the fine-tuned sentence encoder
 # --features: which (word, char) n-gram weights validation chooses among; (0, 0) is the
 # embedding-only head
 FEATURE_GRIDS = {
@@ -47,6 +50,7 @@ class IntentJob:
     cache_dir: Path | str | None = DEFAULT_CACHE_DIR
     oos_share: float | None = None  # weight of out-of-scope rows in the threshold choice
     features: str = "auto"  # see FEATURE_GRIDS
+    fine_tune_epochs: int = 0  # > 0: fine-tune the encoder first (models.intent_finetune)
 
 
 def config_rows(config: RoutingConfig) -> tuple[list[str], list[str]]:
@@ -82,34 +86,110 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
     check_intents(labels, job.config, str(job.data))
     extra, extra_labels = config_rows(job.config)
     check_intents(extra_labels, job.config, "examples_file")
-    embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
-    x = embedder.embed(texts)
-    x_config = embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
-    result = fit_intents(
-        x,
-        labels,
-        x_config,
-        extra_labels,
-        job.val_fraction,
-        job.seed,
-        oos_share=job.oos_share,
-        texts=[clip_text(t) for t in texts],  # what the service scores: the clipped turn
-        config_texts=[clip_text(t) for t in extra],
-        lexical_grid=FEATURE_GRIDS[job.features],
-    )
+    if job.fine_tune_epochs > 0:
+        result, info, tuning = _fit_fine_tuned(job, texts, labels, extra, extra_labels)
+    else:
+        embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
+        x = embedder.embed(texts)
+        x_config = embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
+        result = fit_intents(
+            x,
+            labels,
+            x_config,
+            extra_labels,
+            job.val_fraction,
+            job.seed,
+            oos_share=job.oos_share,
+            texts=[clip_text(t) for t in texts],  # what the service scores: the clipped turn
+            config_texts=[clip_text(t) for t in extra],
+            lexical_grid=FEATURE_GRIDS[job.features],
+        )
+        info, tuning = embedder.info, None
     manifest = {
-        "encoder": embedder.info,
+        "encoder": info,
         "metrics": result.metrics,
         "training": {
             "data": job.data.name,
             "val_fraction": job.val_fraction,
             "seed": job.seed,
             "features": job.features,
+            "fine_tune": tuning,
         },
     }
     save_head(job.out / HEAD_DIR, result.head, manifest)
     write_config(job.config, job.out / ROUTING)
     return {**manifest, "labels": result.head.labels, "threshold": result.head.threshold}
+
+
+def _fit_fine_tuned(
+    job: IntentJob,
+    texts: list[str],
+    labels: list[str],
+    extra: list[str],
+    extra_labels: list[str],
+) -> tuple[FitResult, dict[str, Any], dict[str, Any]]:
+    """Fine-tune, choose, fine-tune again.
+
+    Choosing the head's C, features and ``other`` threshold on rows the encoder was tuned
+    on would be optimistic (tuned embeddings separate their own training rows too well),
+    so: (1) tune on a stratified ``val_fraction`` split's training rows and choose on its
+    held-out rows; (2) tune on every row, saved as ``HEAD_DIR/ENCODER_DIR``, and fit the
+    head with the settings (1) chose. Config rows always train."""
+    clipped, clipped_extra = [clip_text(t) for t in texts], [clip_text(t) for t in extra]
+    train, val = stratified_split(labels, job.val_fraction, job.seed)
+    if not len(val):
+        raise IntentDataError(
+            "fine-tuning needs held-out rows to choose the head on: give at least two rows "
+            "for some intent"
+        )
+    config = FineTuneConfig(epochs=job.fine_tune_epochs, seed=job.seed)
+    with tempfile.TemporaryDirectory(prefix="llm-router-finetune-") as tmp:
+        fine_tune_encoder(
+            [clipped[i] for i in train] + clipped_extra,
+            [labels[i] for i in train] + extra_labels,
+            Path(tmp),
+            config,
+            job.encoder,
+            job.device,
+        )
+        embedder = TextEmbedder(tmp, job.device, job.quantize, cache_dir=None)
+        x, x_config = _embed_rows(embedder, texts, extra)
+        chosen = fit_intents(
+            x[train],
+            [labels[i] for i in train],
+            x_config,
+            extra_labels,
+            job.val_fraction,
+            job.seed,
+            validation=(x[val], [labels[i] for i in val]),
+            oos_share=job.oos_share,
+            texts=[clipped[i] for i in train],
+            config_texts=clipped_extra,
+            validation_texts=[clipped[i] for i in val],
+            lexical_grid=FEATURE_GRIDS[job.features],
+        )
+    encoder_dir = job.out / HEAD_DIR / ENCODER_DIR
+    tuning = fine_tune_encoder(
+        clipped + clipped_extra, labels + extra_labels, encoder_dir, config, job.encoder, job.device
+    )
+    embedder = TextEmbedder(str(encoder_dir), job.device, job.quantize, cache_dir=None)
+    x, x_config = _embed_rows(embedder, texts, extra)
+    head = fit_chosen(
+        x, labels, x_config, extra_labels, chosen.metrics, job.seed, clipped, clipped_extra
+    )
+    metrics = {
+        **chosen.metrics,
+        "n_rows": len(texts),
+        "validation": f"{chosen.metrics['validation']} (encoder tuned without it)",
+    }
+    return FitResult(head, metrics), {**embedder.info, "path": ENCODER_DIR}, tuning
+
+
+def _embed_rows(
+    embedder: TextEmbedder, texts: list[str], extra: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    x = embedder.embed(texts)
+    return x, embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
 
 
 def write_config(config: RoutingConfig, path: Path) -> Path:

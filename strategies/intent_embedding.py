@@ -14,6 +14,8 @@ Turns are embedded micro-batched with concurrent requests; the latest turn weigh
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +26,11 @@ from models.intent_head import (
     HEAD_CHARS,
     TAIL_CHARS,
     IntentHead,
+    bundled_encoder,
     check_head_encoder,
     clip_text,
     encoder_info,
+    head_quantization,
     load_head,
 )
 from models.minilm import SentenceEncoder
@@ -68,20 +72,26 @@ class EmbeddingIntentClassifier:
     async def start(self) -> None:
         settings = self._ctx.settings
         loop = asyncio.get_running_loop()
-        self._encoder = await loop.run_in_executor(
-            None,
-            SentenceEncoder,
-            settings.intent.encoder,
-            settings.intent.device,
-            settings.intent.quantize and settings.intent.device == "cpu",
-        )
-        quantized = settings.intent.quantize and settings.intent.device == "cpu"
-        texts, owners = self._references()
         config = self._ctx.config
+        quantize = settings.intent.quantize and settings.intent.device == "cpu"
+        head: IntentHead | None = None
+        manifest: dict[str, Any] = {}
+        tuned: Path | None = None
+        path = Path()
         if config.intent_classifier:
             path = config.resolve_path(config.intent_classifier)
             head, manifest = load_head(path)
-            check_head_encoder(manifest, encoder_info(self._encoder, quantized), path)
+            tuned = bundled_encoder(path, manifest)  # a --fine-tune head brings its encoder
+        self._encoder = await loop.run_in_executor(
+            None,
+            SentenceEncoder,
+            str(tuned) if tuned is not None else settings.intent.encoder,
+            settings.intent.device,
+            (head_quantization(manifest, quantize, path) if head else quantize) or False,
+        )
+        texts, owners = self._references()
+        if head is not None:
+            check_head_encoder(manifest, encoder_info(self._encoder), path)
             unknown = sorted(set(head.labels) - {*self._names, OTHER_INTENT})
             if unknown:
                 raise IntentConfigError(

@@ -198,3 +198,21 @@ def image_message(text: str, *urls: str) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
     parts += [{"type": "image_url", "image_url": {"url": u}} for u in urls]
     return {"role": "user", "content": parts}
+
+
+async def startup_error(settings: Settings) -> str:
+    """The startup failure's detail, as the server's log and exit message get it; /ready
+    says only that the start failed (no paths or exception text to anonymous callers)."""
+    fatal: list[str] = []
+    async with app_client(settings, ready=False, on_fatal=fatal.append) as client:
+        for _ in range(600):
+            resp = await client.get("/ready")
+            if "loading" not in resp.text:
+                break
+            await asyncio.sleep(0.05)
+        assert resp.status_code == 503
+        assert resp.json()["error"]["message"] == (
+            "not ready: the strategy failed to start; see the server log"
+        )
+    assert len(fatal) == 1
+    return fatal[0]

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import app_client, data_url, image_message, make_settings, png_bytes, user
+from tests.helpers import (
+    app_client,
+    data_url,
+    image_message,
+    make_settings,
+    png_bytes,
+    startup_error,
+    user,
+)
 
 pytestmark = pytest.mark.clip
 
@@ -136,26 +144,6 @@ async def test_auto_artifact_setting_overrides_config(trained: Trained, tmp_path
         assert (await client.get("/ready")).status_code == 200
 
 
-async def _startup_error(settings: object) -> str:
-    """The startup failure's detail, as the server's log and exit message get it; /ready
-    says only that the start failed (no paths or exception text to anonymous callers)."""
-    import asyncio
-
-    fatal: list[str] = []
-    async with app_client(settings, ready=False, on_fatal=fatal.append) as client:  # type: ignore[arg-type]
-        for _ in range(600):
-            resp = await client.get("/ready")
-            if "loading" not in resp.text:
-                break
-            await asyncio.sleep(0.05)
-        assert resp.status_code == 503
-        assert resp.json()["error"]["message"] == (
-            "not ready: the strategy failed to start; see the server log"
-        )
-    assert len(fatal) == 1
-    return fatal[0]
-
-
 def _tampered(trained: Trained, tmp_path: Path, **encoder: object) -> Path:
     copy = tmp_path / "artifact"
     shutil.copytree(trained.artifact, copy)
@@ -167,19 +155,19 @@ def _tampered(trained: Trained, tmp_path: Path, **encoder: object) -> Path:
 
 async def test_wrong_encoder_fails_startup(trained: Trained, tmp_path: Path) -> None:
     art = _tampered(trained, tmp_path, name="minilm", dim=384)
-    message = await _startup_error(auto_settings(trained, auto={"artifact": str(art)}))
+    message = await startup_error(auto_settings(trained, auto={"artifact": str(art)}))
     assert "artifact was trained with encoder minilm (dim 384)" in message
     assert f"ROUTER_AUTO__ENCODER is {trained.encoder} (dim 128)" in message
 
 
 async def test_wrong_dim_fails_startup(trained: Trained, tmp_path: Path) -> None:
     art = _tampered(trained, tmp_path, dim=1024)
-    message = await _startup_error(auto_settings(trained, auto={"artifact": str(art)}))
+    message = await startup_error(auto_settings(trained, auto={"artifact": str(art)}))
     assert "(dim 1024)" in message and "(dim 128)" in message
 
 
 async def test_other_weights_fail_startup(trained: Trained) -> None:
-    message = await _startup_error(auto_settings(trained, auto={"pretrained": None}))
+    message = await startup_error(auto_settings(trained, auto={"pretrained": None}))
     assert "fingerprint" in message and "ROUTER_AUTO__PRETRAINED" in message
 
 
@@ -187,13 +175,13 @@ async def test_model_missing_from_config_fails_startup(trained: Trained, tmp_pat
     from tests.tiny_clip import routing_yaml
 
     config = routing_yaml(tmp_path / "r.yaml", str(trained.artifact), ("frontier", "coder", "vlm"))
-    message = await _startup_error(auto_settings(trained, config=config))
+    message = await startup_error(auto_settings(trained, config=config))
     assert "artifact model 'chatter' is not in the routing config" in message
     assert "configured: frontier, coder, vlm" in message
 
 
 async def test_missing_artifact_fails_startup(trained: Trained, tmp_path: Path) -> None:
-    message = await _startup_error(auto_settings(trained, auto={"artifact": str(tmp_path / "x")}))
+    message = await startup_error(auto_settings(trained, auto={"artifact": str(tmp_path / "x")}))
     assert "does not exist" in message
 
 

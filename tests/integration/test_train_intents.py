@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.helpers import app_client, make_settings, user
+from tests.helpers import app_client, make_settings, startup_error, user
 from tests.integration.test_cli_route_eval import cli
 
 pytestmark = pytest.mark.embedding
@@ -69,7 +70,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_artifact_records_encoder_labels_threshold(trained: Path) -> None:
     manifest = json.loads((trained / "out/intent-head/manifest.json").read_text())
     assert manifest["encoder"]["name"] == "all-MiniLM-L6-v2"
-    assert manifest["encoder"]["quantized"] is True and manifest["encoder"]["fingerprint"]
+    assert manifest["encoder"]["quantized"] == "int8-per-channel"
+    assert manifest["encoder"]["fingerprint"]
     assert set(manifest["labels"]) == {"weather", "coding", "other"}
     assert 0.0 <= manifest["threshold"] < 1.0
     assert manifest["metrics"]["n_rows"] == 31
@@ -107,8 +109,6 @@ async def test_serving_uses_the_head(trained: Path) -> None:
 async def test_lexical_head_serves_its_offline_probabilities(trained: Path) -> None:
     """--features lexical: the artifact carries the n-gram vocabulary, and the service's
     scores are the head's probabilities for the embedding *and* the text."""
-    import numpy as np
-
     from models.intent_head import TextEmbedder, clip_text, load_head
 
     out = trained / "lexical"
@@ -159,3 +159,144 @@ async def test_examples_file_adds_references(tmp_path: Path) -> None:
         resp = await client.post("/v1/chat/completions", json={
             "messages": [user("do I need an umbrella tomorrow?")]})  # fmt: skip
         assert resp.json()["router"]["intent"] == "weather"
+
+
+def _separation(x: np.ndarray, labels: list[str]) -> float:
+    """Mean cosine to same-intent rows minus mean cosine to other rows."""
+    sims = x @ x.T
+    same = np.equal.outer(labels, labels) & ~np.eye(len(labels), dtype=bool)
+    other = ~np.equal.outer(labels, labels)
+    return float(sims[same].mean() - sims[other].mean())
+
+
+def test_fine_tuning_pulls_each_intent_together(tmp_path: Path) -> None:
+    """The tuned encoder separates the intents it was tuned on better than the packaged
+    one, and its loss goes down; the directory loads as a sentence encoder."""
+    from models.intent_finetune import FineTuneConfig, fine_tune_encoder
+    from models.minilm import SentenceEncoder
+
+    texts = WEATHER + CODING + OTHER
+    labels = ["weather"] * 10 + ["coding"] * 10 + ["other"] * 10
+    report = fine_tune_encoder(texts, labels, tmp_path / "enc", FineTuneConfig(epochs=6))
+    assert report["steps"] == 6 and report["rows"] == 30
+    assert report["loss_last_epoch"] < report["loss_first_epoch"]
+    before = SentenceEncoder().encode(texts)
+    after = SentenceEncoder(str(tmp_path / "enc")).encode(texts)
+    assert after.shape == before.shape
+    gained = _separation(after, labels) - _separation(before, labels)
+    assert gained > 0.03, gained
+
+
+@pytest.fixture(scope="module")
+def tuned(trained: Path) -> Path:
+    out = trained / "tuned"
+    proc = cli("train-intents", str(trained / "train.jsonl"), "--config",
+               str(trained / "base.yaml"), "--out", str(out), "--fine-tune", "2",
+               "--cache-dir", str(trained / "cache"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "intent head written" in proc.stdout and "fine-tuned" in proc.stdout
+    return out
+
+
+def test_fine_tuned_head_records_its_encoder(trained: Path, tuned: Path) -> None:
+    manifest = json.loads((tuned / "intent-head/manifest.json").read_text())
+    frozen = json.loads((trained / "out/intent-head/manifest.json").read_text())
+    assert manifest["encoder"]["path"] == "encoder"
+    assert (tuned / "intent-head/encoder/config.json").is_file()
+    assert manifest["encoder"]["fingerprint"] != frozen["encoder"]["fingerprint"]
+    tuning = manifest["training"]["fine_tune"]
+    assert tuning["epochs"] == 2 and tuning["rows"] == 31 + 4  # + the config's rows
+    assert "encoder tuned without it" in manifest["metrics"]["validation"]
+    assert frozen["training"]["fine_tune"] is None
+
+
+async def test_serving_runs_the_fine_tuned_encoder(tuned: Path) -> None:
+    """The service's scores are the head's probabilities over the *tuned* encoder's
+    embedding; the packaged encoder's would differ."""
+    from models.intent_head import TextEmbedder, clip_text, load_head
+
+    head, _ = load_head(tuned / "intent-head")
+    text = "is my python code going to rain errors tomorrow?"
+    probs = {}
+    for name, encoder in (("tuned", str(tuned / "intent-head/encoder")), ("packaged", "minilm")):
+        x = TextEmbedder(encoder, cache_dir=None).embed([text])
+        probs[name] = head.probabilities(x, [clip_text(text)])[0]
+    assert not np.allclose(probs["tuned"], probs["packaged"], atol=1e-2)
+    settings = make_settings(strategy="intent", config=str(tuned / "routing.yaml"))
+    async with app_client(settings) as client:
+        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
+        assert resp.status_code == 200, resp.text
+        got = resp.json()["router"]["scores"]
+    for label, p in zip(head.labels, probs["tuned"], strict=True):
+        assert got[label] == pytest.approx(float(p), abs=2e-3)
+
+
+@pytest.mark.parametrize("where", ["missing", "../../out/intent-head"])
+async def test_a_bad_bundled_encoder_path_fails_startup(
+    tuned: Path, tmp_path: Path, where: str
+) -> None:
+    """A manifest naming an encoder directory that is absent, or outside the head's
+    directory, stops the start with a message naming it."""
+    import shutil
+
+    copy = tmp_path / "tuned"
+    shutil.copytree(tuned, copy)
+    manifest_path = copy / "intent-head/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["encoder"]["path"] = where
+    manifest_path.write_text(json.dumps(manifest))
+    settings = make_settings(strategy="intent", config=str(copy / "routing.yaml"))
+    message = await startup_error(settings)
+    assert f"names a fine-tuned encoder at '{where}'" in message
+
+
+def test_fine_tune_needs_a_whole_number_of_epochs(trained: Path) -> None:
+    proc = cli("train-intents", str(trained / "train.jsonl"), "--config",
+               str(trained / "base.yaml"), "--out", str(trained / "x"),
+               "--fine-tune", "-1")  # fmt: skip
+    assert proc.returncode == 2 and "--fine-tune" in proc.stderr
+
+
+def test_per_channel_int8_stays_closer_to_full_precision() -> None:
+    """Why per-channel is the default int8 scheme: its embeddings are nearer the fp32
+    ones than per-tensor int8's, at the same speed."""
+    from models.minilm import SentenceEncoder
+
+    texts = WEATHER + CODING + OTHER
+    full = SentenceEncoder().encode(texts)
+    drift = {}
+    for scheme in ("int8-per-tensor", "int8-per-channel"):
+        got = SentenceEncoder(quantize=scheme).encode(texts)
+        drift[scheme] = float(1.0 - (got * full).sum(axis=1).mean())
+    assert drift["int8-per-channel"] < 0.7 * drift["int8-per-tensor"], drift
+
+
+async def test_heads_from_before_per_channel_keep_per_tensor_int8(
+    trained: Path, tmp_path: Path
+) -> None:
+    """A head whose manifest says ``quantized: true`` (written before schemes were
+    recorded) is served with the per-tensor int8 encoder it was trained with."""
+    import shutil
+
+    from models.intent_head import TextEmbedder, clip_text, load_head
+
+    copy = tmp_path / "legacy"
+    shutil.copytree(trained / "out", copy)
+    manifest_path = copy / "intent-head/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["encoder"]["quantized"] = True
+    manifest_path.write_text(json.dumps(manifest))
+    head, _ = load_head(copy / "intent-head")
+    text = "is my python code going to rain errors tomorrow?"
+    probs = {}
+    for scheme in ("int8-per-tensor", "int8-per-channel"):
+        x = TextEmbedder(quantize=scheme, cache_dir=None).embed([text])
+        probs[scheme] = head.probabilities(x, [clip_text(text)])[0]
+    assert not np.allclose(probs["int8-per-tensor"], probs["int8-per-channel"], atol=1e-4)
+    settings = make_settings(strategy="intent", config=str(copy / "routing.yaml"))
+    async with app_client(settings) as client:
+        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
+        assert resp.status_code == 200, resp.text
+        got = resp.json()["router"]["scores"]
+    for label, p in zip(head.labels, probs["int8-per-tensor"], strict=True):
+        assert got[label] == pytest.approx(float(p), abs=1e-5)

@@ -64,6 +64,27 @@ def test_head_round_trip_and_encoder_mismatch(tmp_path: Path) -> None:
         load_head(tmp_path / "missing")
 
 
+def test_recorded_quantization_schemes(tmp_path: Path) -> None:
+    """``quantized: true`` in a manifest is per-tensor int8 (written before schemes were
+    recorded); the service runs a head with the scheme it was trained with."""
+    from models.intent_head import head_quantization
+
+    info = {"name": "enc", "dim": 8, "fingerprint": "abc"}
+    legacy = {"encoder": {**info, "quantized": True}}
+    check_head_encoder(legacy, {**info, "quantized": "int8-per-tensor"}, tmp_path)
+    with pytest.raises(IntentHeadError, match="quantized"):
+        check_head_encoder(legacy, {**info, "quantized": "int8-per-channel"}, tmp_path)
+    with pytest.raises(IntentHeadError, match="unknown quantization 'int4'"):
+        check_head_encoder({"encoder": {**info, "quantized": "int4"}}, legacy["encoder"], tmp_path)
+    assert head_quantization(legacy, True, tmp_path) == "int8-per-tensor"
+    channel = {"encoder": {**info, "quantized": "int8-per-channel"}}
+    assert head_quantization(channel, True, tmp_path) == "int8-per-channel"
+    assert head_quantization({"encoder": {**info, "quantized": False}}, True, tmp_path) == (
+        "int8-per-channel"  # then the encoder check refuses the fp32 head, as before
+    )
+    assert head_quantization(legacy, False, tmp_path) is None
+
+
 def test_intent_rows_accept_text_messages_and_empty_intent(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(
@@ -239,7 +260,7 @@ async def test_served_decisions_use_the_lexical_features(
             return np.tile(np.eye(8, dtype=np.float32)[0], (len(texts), 1))
 
     monkeypatch.setattr(intent_embedding, "SentenceEncoder", SameVector)
-    monkeypatch.setattr(intent_embedding, "encoder_info", lambda enc, quantized: info)
+    monkeypatch.setattr(intent_embedding, "encoder_info", lambda enc: info)
     texts, labels = keyword_rows(80, seed=0)
     x = SameVector().encode(texts)
     fit = fit_intents(x, labels, np.zeros((0, 8), np.float32), [], texts=texts,
