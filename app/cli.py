@@ -231,6 +231,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
         oos_share=args.oos_share,
         features=args.features,
         fine_tune_epochs=args.fine_tune,
+        fine_tune_device=args.fine_tune_device,
     )
     manifest = run_train_intents(job)
     m = manifest["metrics"]

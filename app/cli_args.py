@@ -156,6 +156,11 @@ def add_train_intents_parser(sub: Any) -> argparse.ArgumentParser:
         "instead of ROUTER_INTENT__ENCODER); 0: keep the encoder frozen",
     )
     p.add_argument(
+        "--fine-tune-device",
+        help="torch device to fine-tune on, e.g. cuda while serving on cpu (default: "
+        "ROUTER_INTENT__DEVICE); the head is still fitted on the serving device's embeddings",
+    )
+    p.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="embedding cache ('' disables)"
     )
     return p

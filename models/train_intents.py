@@ -10,6 +10,7 @@ lexical features) and ``routing.yaml`` (the base config plus
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ class IntentJob:
     oos_share: float | None = None  # weight of out-of-scope rows in the threshold choice
     features: str = "auto"  # see FEATURE_GRIDS
     fine_tune_epochs: int = 0  # > 0: fine-tune the encoder first (models.intent_finetune)
+    fine_tune_device: str | None = None  # where to fine-tune (default: device)
 
 
 def config_rows(config: RoutingConfig) -> tuple[list[str], list[str]]:
@@ -87,7 +89,23 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
     extra, extra_labels = config_rows(job.config)
     check_intents(extra_labels, job.config, "examples_file")
     if job.fine_tune_epochs > 0:
-        result, info, tuning = _fit_fine_tuned(job, texts, labels, extra, extra_labels)
+        tuned = fit_fine_tuned(
+            texts,
+            labels,
+            extra,
+            extra_labels,
+            job.out / HEAD_DIR / ENCODER_DIR,
+            FineTuneConfig(epochs=job.fine_tune_epochs, seed=job.seed),
+            encoder=job.encoder,
+            device=job.device,
+            tune_device=job.fine_tune_device,
+            quantize=job.quantize,
+            val_fraction=job.val_fraction,
+            seed=job.seed,
+            oos_share=job.oos_share,
+            lexical_grid=FEATURE_GRIDS[job.features],
+        )
+        result, info, tuning = tuned.result, tuned.encoder_info, tuned.tuning
     else:
         embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
         x = embedder.embed(texts)
@@ -121,68 +139,86 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
     return {**manifest, "labels": result.head.labels, "threshold": result.head.threshold}
 
 
-def _fit_fine_tuned(
-    job: IntentJob,
+@dataclass(frozen=True, slots=True)
+class FineTuned:
+    result: FitResult
+    encoder_info: dict[str, Any]  # what the manifest records (with the bundled path)
+    tuning: dict[str, Any]  # the final tuning run's report
+
+
+def fit_fine_tuned(
     texts: list[str],
     labels: list[str],
     extra: list[str],
     extra_labels: list[str],
-) -> tuple[FitResult, dict[str, Any], dict[str, Any]]:
-    """Fine-tune, choose, fine-tune again.
+    encoder_dir: Path,
+    tuning: FineTuneConfig,
+    *,
+    encoder: str = "minilm",
+    device: str = "cpu",
+    tune_device: str | None = None,
+    quantize: bool = True,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    oos_share: float | None = None,
+    lexical_grid: Sequence[tuple[float, float]] = LEXICAL_GRID,
+) -> FineTuned:
+    """Fine-tune, choose, fine-tune again; the final encoder is saved at ``encoder_dir``.
 
     Choosing the head's C, features and ``other`` threshold on rows the encoder was tuned
     on would be optimistic (tuned embeddings separate their own training rows too well),
     so: (1) tune on a stratified ``val_fraction`` split's training rows and choose on its
-    held-out rows; (2) tune on every row, saved as ``HEAD_DIR/ENCODER_DIR``, and fit the
-    head with the settings (1) chose. Config rows always train."""
+    held-out rows; (2) tune on every row and fit the head with the settings (1) chose.
+    Config rows (``extra``) always train. Tuning runs on ``tune_device`` (default
+    ``device``); embeddings for the head come from ``device`` with ``quantize``, as the
+    service computes them."""
     clipped, clipped_extra = [clip_text(t) for t in texts], [clip_text(t) for t in extra]
-    train, val = stratified_split(labels, job.val_fraction, job.seed)
+    train, val = stratified_split(labels, val_fraction, seed)
     if not len(val):
         raise IntentDataError(
             "fine-tuning needs held-out rows to choose the head on: give at least two rows "
             "for some intent"
         )
-    config = FineTuneConfig(epochs=job.fine_tune_epochs, seed=job.seed)
+    where = tune_device or device
     with tempfile.TemporaryDirectory(prefix="llm-router-finetune-") as tmp:
         fine_tune_encoder(
             [clipped[i] for i in train] + clipped_extra,
             [labels[i] for i in train] + extra_labels,
             Path(tmp),
-            config,
-            job.encoder,
-            job.device,
+            tuning,
+            encoder,
+            where,
         )
-        embedder = TextEmbedder(tmp, job.device, job.quantize, cache_dir=None)
+        embedder = TextEmbedder(tmp, device, quantize, cache_dir=None)
         x, x_config = _embed_rows(embedder, texts, extra)
         chosen = fit_intents(
             x[train],
             [labels[i] for i in train],
             x_config,
             extra_labels,
-            job.val_fraction,
-            job.seed,
+            val_fraction,
+            seed,
             validation=(x[val], [labels[i] for i in val]),
-            oos_share=job.oos_share,
+            oos_share=oos_share,
             texts=[clipped[i] for i in train],
             config_texts=clipped_extra,
             validation_texts=[clipped[i] for i in val],
-            lexical_grid=FEATURE_GRIDS[job.features],
+            lexical_grid=lexical_grid,
         )
-    encoder_dir = job.out / HEAD_DIR / ENCODER_DIR
-    tuning = fine_tune_encoder(
-        clipped + clipped_extra, labels + extra_labels, encoder_dir, config, job.encoder, job.device
+    report = fine_tune_encoder(
+        clipped + clipped_extra, labels + extra_labels, encoder_dir, tuning, encoder, where
     )
-    embedder = TextEmbedder(str(encoder_dir), job.device, job.quantize, cache_dir=None)
+    embedder = TextEmbedder(str(encoder_dir), device, quantize, cache_dir=None)
     x, x_config = _embed_rows(embedder, texts, extra)
     head = fit_chosen(
-        x, labels, x_config, extra_labels, chosen.metrics, job.seed, clipped, clipped_extra
+        x, labels, x_config, extra_labels, chosen.metrics, seed, clipped, clipped_extra
     )
     metrics = {
         **chosen.metrics,
         "n_rows": len(texts),
         "validation": f"{chosen.metrics['validation']} (encoder tuned without it)",
     }
-    return FitResult(head, metrics), {**embedder.info, "path": ENCODER_DIR}, tuning
+    return FineTuned(FitResult(head, metrics), {**embedder.info, "path": ENCODER_DIR}, report)
 
 
 def _embed_rows(
