@@ -327,3 +327,19 @@ def test_llm_router_eval_replays_each_budget_with_its_alpha(
     assert (report["policy"]["budget_per_1k"], report["policy"]["cost_weight"]) == (2.0, 0.01)
     assert (points["2"]["alpha"], points["2"]["quality"]) == (1.0, pytest.approx(1 / 3, abs=1e-4))
     assert (points["0.35"]["alpha"], points["0.35"]["quality"]) == (0.0, 1.0)
+
+
+def test_eval_cost_weight_with_a_budget_config_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}],
+                                "scores": {"a": 1.0}}) + "\n")  # fmt: skip
+    config = tmp_path / "routing.yaml"
+    config.write_text("models:\n  - {name: a}\nauto:\n  artifact: x\n  budget_per_1k: 2\n")
+    code = main(["eval", str(data), "--strategy", "auto", "--config", str(config),
+                 "--cost-weight", "0.1"])  # fmt: skip
+    assert code != 0
+    assert "budget_per_1k 2" in capsys.readouterr().err
