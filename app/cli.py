@@ -170,6 +170,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not rows:
         return fail(f"{args.data} has no rows")
     if "scores" in rows[0]:  # quality/cost data (auto router)
+        if args.cost_weight is not None and config.auto.budget_per_1k is not None:
+            raise UsageError(
+                f"--cost-weight: the routing config sets auto.budget_per_1k "
+                f"{config.auto.budget_per_1k:g}, which takes its cost_weight from the "
+                "artifact; drop one of them"
+            )
         overrides = {"policy": args.policy, "cost_weight": args.cost_weight}
         auto = config.auto.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         config = config.model_copy(update={"auto": auto})

@@ -100,6 +100,13 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
         "(global), a task head trained on the rows' task/source field (task), k-means "
         "clusters of the embeddings (cluster); auto compares them on validation",
     )
+    p.add_argument(
+        "--per-budget-alpha",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="choose the shrinkage alpha separately for each budget on validation (the "
+        "router and prior stay shared); auto.budget_per_1k in the routing config serves one",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 

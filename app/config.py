@@ -68,6 +68,22 @@ class AutoConfig(BaseModel):
     artifact: str | None = None
     policy: Literal["threshold_cost", "utility"] = "threshold_cost"
     cost_weight: float = Field(0.0, ge=0.0)
+    budget_per_1k: float | None = Field(
+        None,
+        gt=0.0,
+        description="Serve the artifact's operating point for this $/1k budget (one of the "
+        "budgets it was trained for): that budget's shrinkage alpha and cost_weight, both "
+        "chosen on validation. Replaces cost_weight, so set one or the other.",
+    )
+
+    @model_validator(mode="after")
+    def _one_cost_setting(self) -> AutoConfig:
+        if self.budget_per_1k is not None and "cost_weight" in self.model_fields_set:
+            raise ValueError(
+                "auto: set budget_per_1k (which takes the budget's cost_weight from the "
+                "artifact) or cost_weight, not both"
+            )
+        return self
 
 
 class RoutingConfig(BaseModel):

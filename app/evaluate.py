@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from strategies.base import (
     StrategyContext,
 )
 from strategies.registry import create_strategy
+
+if TYPE_CHECKING:
+    from models.artifact import Manifest
 
 __all__ = ["evaluate_intents", "evaluate_quality", "read_jsonl", "started_strategy"]
 
@@ -61,9 +64,9 @@ async def timed_route(
 
 async def replay(
     rows: Sequence[dict[str, Any]], settings: Settings, config: RoutingConfig
-) -> tuple[list[RoutingDecision], list[float], dict[str, Any]]:
+) -> tuple[list[RoutingDecision], list[float], Manifest | None, float]:
     """Decisions and single-decision latencies (one at a time), plus the strategy's
-    artifact decision (auto) for the report."""
+    artifact manifest (auto) and the cost_weight requests started from."""
     decisions, latencies = [], []
     async with started_strategy(settings, config) as strategy:
         for row in rows:
@@ -71,7 +74,51 @@ async def replay(
             decisions.append(decision)
             latencies.append(seconds)
         manifest = getattr(strategy, "manifest", None)
-    return decisions, latencies, manifest.recommended if manifest is not None else {}
+        cost_weight = getattr(strategy, "cost_weight", config.auto.cost_weight)
+    return decisions, latencies, manifest, cost_weight
+
+
+async def budget_probabilities(
+    rows: Sequence[dict[str, Any]],
+    settings: Settings,
+    config: RoutingConfig,
+    manifest: Manifest,
+    models: list[str],
+    batch_size: int = 64,
+) -> dict[str, np.ndarray]:
+    """For each recorded budget whose alpha (``calibration.budget_alpha``) differs from the
+    one the replay served: the probabilities served with ``auto.budget_per_1k`` set to that
+    budget (the strategy's own scoring, in batches), columns in ``models`` order."""
+    from models.artifact import budget_names, budget_operating_point
+
+    per_budget = manifest.calibration.get("budget_alpha") or {}
+    if not per_budget:
+        return {}
+    budget = config.auto.budget_per_1k
+    served = (
+        budget_operating_point(manifest, budget)[0]
+        if budget is not None
+        else float(manifest.calibration.get("alpha", 1.0))
+    )
+    convs = [await conversation_of(row, settings) for row in rows]
+    columns = [manifest.models.index(m) for m in models]
+    out: dict[str, np.ndarray] = {}
+    by_alpha: dict[float, np.ndarray] = {}
+    for key in budget_names(manifest):
+        alpha = float(per_budget.get(key, served))
+        if alpha == served:
+            continue
+        if alpha not in by_alpha:
+            auto = config.auto.model_copy(update={"budget_per_1k": float(key)})
+            budget_config = config.model_copy(update={"auto": auto})
+            async with started_strategy(settings, budget_config) as strategy:
+                parts = [
+                    np.stack(strategy.score_batch(convs[i : i + batch_size]))
+                    for i in range(0, len(convs), batch_size)
+                ]
+            by_alpha[alpha] = np.concatenate(parts)[:, columns].astype(np.float64)
+        out[key] = by_alpha[alpha]
+    return out
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -103,7 +150,7 @@ async def evaluate_intents(
     """Replay intent-labelled rows: accuracy, per-intent precision/recall, out-of-scope
     recall, confusion, model accuracy, latency."""
     targets = {i.name: i.model for i in config.intents}
-    decisions, latencies, _ = await replay(rows, settings, config)
+    decisions, latencies, _, _ = await replay(rows, settings, config)
     gold = [str(row.get("intent") or OTHER_INTENT) for row in rows]
     pred = [d.intent or OTHER_INTENT for d in decisions]
     report = intent_report(
@@ -154,14 +201,16 @@ async def evaluate_quality(
     model_costs = np.array([config.model(m).cost for m in models], dtype=np.float64)
     if costs is None:  # no per-row costs: measure with the config's costs
         costs = np.tile(model_costs, (len(rows), 1)).astype(np.float32)
-    decisions, latencies, recommended = await replay(rows, settings, config)
+    decisions, latencies, manifest, cost_weight = await replay(rows, settings, config)
+    recommended = manifest.recommended if manifest is not None else {}
     unknown = sorted({d.model for d in decisions} - set(models))
     if unknown:
         raise ValueError(f"{path}: the router chose {unknown}, which have no scores in the data")
     policy = {
         "strategy": settings.strategy,
         "name": config.auto.policy if settings.strategy == "auto" else settings.strategy,
-        "cost_weight": config.auto.cost_weight,
+        "cost_weight": cost_weight,
+        "budget_per_1k": config.auto.budget_per_1k,
     }
     decision = recommended.get("decision", {})
     weights = {
@@ -170,6 +219,12 @@ async def evaluate_quality(
         if v.get("router") and b != "none"
     }
     fixed = decision.get("model") if decision.get("mode") == "single" else None
+    probs = _probabilities(decisions, models)
+    per_budget: dict[str, np.ndarray] = {}
+    if manifest is not None and probs is not None and fixed is None and weights:
+        per_budget = await budget_probabilities(rows, settings, config, manifest, models)
+        for key, p in per_budget.items():  # the same candidates the replay scored
+            per_budget[key] = np.where(np.isnan(probs), np.nan, p)
     report = quality_report(
         models,
         scores,
@@ -177,7 +232,9 @@ async def evaluate_quality(
         [d.model for d in decisions],
         policy=policy,
         model_costs=model_costs,
-        probs=_probabilities(decisions, models),
+        probs=probs,
+        budget_probs=per_budget,
+        budget_alpha=manifest.calibration.get("budget_alpha") if manifest is not None else None,
         latencies_s=latencies,
         reasons=[d.reason for d in decisions],
         budgets=budgets,

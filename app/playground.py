@@ -90,7 +90,8 @@ async def playground_config(request: Request) -> Response:
             for m in config.models
         ],
         "intents": [{"name": i.name, "model": i.model} for i in config.intents],
-        "cost_weight": config.auto.cost_weight,
+        "cost_weight": getattr(state.strategy, "cost_weight", config.auto.cost_weight),
+        "budget_per_1k": config.auto.budget_per_1k,
         "policy": config.auto.policy,
     }
     return Response(orjson.dumps(body), media_type="application/json")

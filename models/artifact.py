@@ -145,9 +145,36 @@ def read_manifest(path: Path | str) -> Manifest:
     return Manifest.from_dict(data)
 
 
-def load_weights(path: Path | str, manifest: Manifest, device: str = "cpu") -> torch.nn.Module:
+def budget_names(manifest: Manifest) -> list[str]:
+    """The $/1k budgets the artifact recorded an operating point for ("0.35", "2", ...)."""
+    by_budget = manifest.recommended.get("by_budget") or {}
+    return [b for b, v in by_budget.items() if b != "none" and (v or {}).get("router")]
+
+
+def budget_operating_point(manifest: Manifest, budget_per_1k: float) -> tuple[float, float]:
+    """(alpha, cost_weight) chosen on validation for one recorded budget: the budget's own
+    alpha where training chose one per budget (``calibration.budget_alpha``), else the
+    artifact's one alpha. ArtifactError naming the recorded budgets if it is not one."""
+    key = f"{budget_per_1k:g}"
+    known = budget_names(manifest)
+    if key not in known:
+        recorded = ", ".join(known) if known else "none"
+        raise ArtifactError(
+            f"auto.budget_per_1k {key} is not a budget the artifact recorded an operating "
+            f"point for (recorded $/1k budgets: {recorded})"
+        )
+    cost_weight = float(manifest.recommended["by_budget"][key]["router"]["cost_weight"])
+    per_budget = manifest.calibration.get("budget_alpha") or {}
+    alpha = per_budget.get(key, manifest.calibration.get("alpha", 1.0))
+    return float(alpha), cost_weight
+
+
+def load_weights(
+    path: Path | str, manifest: Manifest, device: str = "cpu", alpha: float | None = None
+) -> torch.nn.Module:
     """The router of an artifact (MLP or kNN, with its recorded shrinkage toward the global
-    or a task-level prior), in eval mode on ``device``; it has ``probabilities(x)``."""
+    or a task-level prior), in eval mode on ``device``; it has ``probabilities(x)``.
+    ``alpha`` replaces the recorded one (a budget's, see :func:`budget_operating_point`)."""
     from safetensors.torch import load_file
 
     from models.routers import PRIOR_PREFIX, build_router, with_calibration
@@ -159,7 +186,7 @@ def load_weights(path: Path | str, manifest: Manifest, device: str = "cpu") -> t
             k.removeprefix(PRIOR_PREFIX): v for k, v in state.items() if k.startswith(PRIOR_PREFIX)
         }
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith(PRIOR_PREFIX)})
-        wrapped = with_calibration(model, manifest.calibration, prior_state)
+        wrapped = with_calibration(model, manifest.calibration, prior_state, alpha)
     except Exception as exc:  # corrupt file, bad shape record or shape mismatch
         raise ArtifactError(f"cannot load weights of router artifact '{path}': {exc}") from None
     wrapped.to(device)

@@ -41,6 +41,8 @@ def quality_report(
     budget_weights: dict[str, float] | None = None,
     fixed_model: str | None = None,
     train_task_tables: dict[str, Any] | None = None,
+    budget_probs: dict[str, np.ndarray] | None = None,
+    budget_alpha: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Everything ``llm-router eval`` reports for quality/cost data.
 
@@ -51,6 +53,8 @@ def quality_report(
     baseline; ``fixed_model`` is the artifact's single-model fallback, if it chose one;
     ``train_task_tables`` (budget -> {"table": {task: model}}, chosen on the training data
     and recorded in the artifact) add route-by-task chosen on train, applied to these rows.
+    ``budget_probs`` (budget -> probabilities served with that budget's own alpha, recorded
+    in ``budget_alpha``) replace ``probs`` at that budget's operating point.
     """
     index = {m: j for j, m in enumerate(models)}
     choice = np.array([index[m] for m in chosen])
@@ -126,6 +130,16 @@ def quality_report(
         report["operating_points"] = _operating_points(
             budget_weights, probs, scores, costs, model_costs, models, fixed_model, task_choices
         )
+        points_at = report["operating_points"]
+        for budget, own in (budget_probs or {}).items():  # that budget's own alpha
+            lam = budget_weights[budget]
+            choice = ev.utility_choices(own, model_costs, lam)
+            points_at[budget] = _operating_point(
+                choice, lam, scores, costs, models, task_choices, budget
+            )
+        for budget in points_at:
+            if budget_alpha and budget in budget_alpha and fixed_model is None:
+                points_at[budget]["alpha"] = budget_alpha[budget]
     return report
 
 
@@ -158,7 +172,6 @@ def _operating_points(
 ) -> dict[str, Any]:
     """Per budget, the router at the cost_weight chosen on validation (no test tuning),
     with its paired gain over route-by-task chosen on train (``task_choices``) if given."""
-    rows = np.arange(len(scores))
     out: dict[str, Any] = {}
     for budget, lam in budget_weights.items():
         if fixed_model is not None:
@@ -167,22 +180,37 @@ def _operating_points(
             choice = ev.utility_choices(probs, model_costs, lam)
         else:
             continue
-        q, c = ev.outcome(choice, scores, costs)
-        got = scores[rows, choice]
-        out[budget] = {
-            **_point(q, c, cost_weight=lam),
-            "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(got)],
-            "cost_per_1k_ci95": [
-                round(v * PER_1K, 4) for v in ev.bootstrap_ci(costs[rows, choice].astype(float))
-            ],
-            "vs_best_single": _vs_single(scores, costs, got, c, models),
+        out[budget] = _operating_point(choice, lam, scores, costs, models, task_choices, budget)
+    return out
+
+
+def _operating_point(
+    choice: np.ndarray,
+    lam: float,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: Sequence[str],
+    task_choices: dict[str, np.ndarray] | None,
+    budget: str,
+) -> dict[str, Any]:
+    """One budget's choices: quality and cost with intervals, the paired gains."""
+    rows = np.arange(len(scores))
+    q, c = ev.outcome(choice, scores, costs)
+    got = scores[rows, choice]
+    out: dict[str, Any] = {
+        **_point(q, c, cost_weight=lam),
+        "quality_ci95": [round(v, 4) for v in ev.bootstrap_ci(got)],
+        "cost_per_1k_ci95": [
+            round(v * PER_1K, 4) for v in ev.bootstrap_ci(costs[rows, choice].astype(float))
+        ],
+        "vs_best_single": _vs_single(scores, costs, got, c, models),
+    }
+    if task_choices and budget in task_choices:
+        base = scores[rows, task_choices[budget]]
+        out["vs_route_by_task_train"] = {
+            "gain": round(float((got - base).mean()), 4),
+            "gain_ci95": [round(v, 4) for v in ev.paired_gain_ci(got, base)],
         }
-        if task_choices and budget in task_choices:
-            base = scores[rows, task_choices[budget]]
-            out[budget]["vs_route_by_task_train"] = {
-                "gain": round(float((got - base).mean()), 4),
-                "gain_ci95": [round(v, 4) for v in ev.paired_gain_ci(got, base)],
-            }
     return out
 
 

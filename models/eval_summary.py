@@ -10,7 +10,9 @@ def print_quality(report: dict[str, Any]) -> None:
     best = base["single"][base["best"]]
     lo, hi = pol["quality_ci95"]
     print(
-        f"{report['examples']} prompts, policy {pol['name']} (cost_weight {pol['cost_weight']}):"
+        f"{report['examples']} prompts, policy {pol['name']} (cost_weight {pol['cost_weight']}"
+        + (f", budget {pol['budget_per_1k']:g}/1k" if pol.get("budget_per_1k") else "")
+        + "):"
         f" quality {pol['quality']:.4f} [95% {lo:.3f}-{hi:.3f}] at {pol['cost_per_1k']:.4f}/1k"
     )
     print(
@@ -35,8 +37,9 @@ def print_quality(report: dict[str, Any]) -> None:
     by_task = (report.get("route_by_task") or {}).get("best_under_budget", {})
     on_train = (report.get("route_by_task") or {}).get("chosen_on_train", {})
     for budget, point in (report.get("operating_points") or {}).items():
+        chosen = "cost_weight" + (f", alpha {point['alpha']:g}" if "alpha" in point else "")
         line = (
-            f"  budget {budget}/1k (cost_weight from validation): {point['quality']:.4f} at "
+            f"  budget {budget}/1k ({chosen} from validation): {point['quality']:.4f} at "
             f"{point['cost_per_1k']:.4f}/1k"
         )
         lo, hi = point["quality_ci95"]
@@ -99,6 +102,8 @@ def print_training(report: dict[str, Any], out: str) -> None:
     for budget, entry in rec["by_budget"].items():
         r, s = entry["router"], entry["single"]
         line = f"  budget {budget}/1k:"
+        if entry.get("pick") and decision["mode"] == "router":
+            line += f" alpha {entry['pick']['alpha']:g},"
         if r:
             line += f" router {r['quality']:.3f} at {r['cost_per_1k']:.3f}/1k"
         if s:

@@ -114,20 +114,49 @@ def _table(
                 shrunk = shrink(probs, prior, alpha)
                 curve = _curve(shrunk, scores, costs, model_costs)
                 points = [_best_on_curve(curve, b) for b in levels]
-                per_row = np.zeros(len(scores))
-                for point in points:
-                    if point is not None:
-                        per_row += scores[index, utility_choices(shrunk, model_costs, point[2])]
+                per_budget = [
+                    scores[index, utility_choices(shrunk, model_costs, point[2])]
+                    if point is not None
+                    else np.zeros(len(scores))
+                    for point in points
+                ]
+                per_row = np.mean(per_budget, axis=0)
                 rows.append(
                     {
                         "candidate": name,
                         "prior": prior_name,
                         "alpha": alpha,
-                        "mean_quality": float(per_row.mean() / len(levels)),
-                        "_per_row": per_row / len(levels),
+                        "mean_quality": float(per_row.mean()),
+                        "budget_quality": [float(v.mean()) for v in per_budget],
+                        "_per_row": per_row,
+                        "_per_budget": per_budget,
                     }
                 )
     return rows
+
+
+PER_BUDGET = ("alpha", "prior_alpha", "all")
+
+
+def _budget_view(table: list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
+    """The table judged at the i-th budget alone."""
+    return [
+        {**r, "mean_quality": r["budget_quality"][i], "_per_row": r["_per_budget"][i]}
+        for r in table
+    ]
+
+
+def _same_blend(r: dict[str, Any], pick: dict[str, Any], per_budget: str) -> bool:
+    """May a per-budget pick use row ``r`` given the one-for-all ``pick``? ``alpha``: the
+    same router and prior, only alpha varies (alpha 0 is the prior alone, alpha 1 the router
+    alone); ``prior_alpha``: the same router; ``all``: anything."""
+    same_router = r["candidate"] == pick["candidate"] or r["alpha"] == 0.0
+    if per_budget == "all":
+        return True
+    if per_budget == "prior_alpha":
+        return same_router
+    same_prior = r["prior"] == pick["prior"] or r["alpha"] == 1.0
+    return same_router and same_prior
 
 
 def _pick(table: list[dict[str, Any]], rule: str) -> dict[str, Any]:
@@ -161,24 +190,57 @@ def choose(
     confidence: float = 0.9,
     priors: Mapping[str, np.ndarray] | None = None,
     rule: str = "one_se",
+    per_budget: str | None = None,
 ) -> dict[str, Any]:
     """The decision: which candidate, which prior (``global``: the per-model mean ``prior``;
     others: per-row predictions in ``priors``, e.g. a task head or clusters), which alpha,
     per-budget cost_weight, and whether the router is used at all (``mode`` router or
-    single). ``budgets`` in $/1k (empty: none); ``rule`` see :func:`_pick`."""
+    single). ``budgets`` in $/1k (empty: none); ``rule`` see :func:`_pick`.
+
+    ``per_budget`` (None, or one of PER_BUDGET) also picks, with the same rule on that
+    budget's validation quality alone, each budget's own blend (``by_budget[b]["pick"]``):
+    ``alpha`` varies only alpha (the router and prior of the one-for-all pick stay),
+    ``prior_alpha`` the prior and alpha, ``all`` the router too."""
+    if per_budget is not None and per_budget not in PER_BUDGET:
+        raise ValueError(f"per_budget must be one of {PER_BUDGET}, not {per_budget!r}")
     levels = [b / PER_1K for b in budgets] or [NO_BUDGET]
     all_priors = {GLOBAL: prior, **(priors or {})}
     table = _table(candidates, all_priors, scores, costs, model_costs, levels)
     # confidence <= 0 turns the protection off: the raw router (alpha 1), as trained
     eligible = table if confidence > 0 else [r for r in table if r["alpha"] == 1.0]
     pick = _pick(eligible, rule)
-    shrunk = shrink(candidates[pick["candidate"]], all_priors[pick["prior"]], pick["alpha"])
+    if per_budget is not None and pick["alpha"] == 0.0:
+        # alpha 0 ignores the router, which is listed as the first candidate: let the
+        # budgets that do use a router use the best one with this prior
+        blends = [
+            r
+            for r in eligible
+            if r["alpha"] > 0 and (r["prior"] == pick["prior"] or r["alpha"] == 1.0)
+        ]
+        if blends:
+            best = max(blends, key=lambda r: round(r["mean_quality"], 9))
+            pick = {**pick, "candidate": best["candidate"]}
     rows = np.arange(len(scores))
     by_budget: dict[str, Any] = {}
-    for budget, level in zip(budgets or [NO_BUDGET], levels, strict=True):
+    for i, (budget, level) in enumerate(zip(budgets or [NO_BUDGET], levels, strict=True)):
+        own = pick
+        if per_budget is not None:
+            own = _pick(
+                [r for r in _budget_view(eligible, i) if _same_blend(r, pick, per_budget)], rule
+            )
+            if own["alpha"] == 0.0 and per_budget != "all":  # the router it would blend in
+                own = {**own, "candidate": pick["candidate"]}
+        shrunk = shrink(candidates[own["candidate"]], all_priors[own["prior"]], own["alpha"])
         point = _best_point(shrunk, scores, costs, model_costs, level)
         single = best_single(scores, costs, level)
         entry: dict[str, Any] = {"router": None, "single": None, "beats_single": False}
+        if per_budget is not None:
+            entry["pick"] = {
+                "router": own["candidate"],
+                "prior": own["prior"],
+                "alpha": own["alpha"],
+                "validation_quality": round(own["mean_quality"], 4),
+            }
         if single is not None:
             entry["single"] = {
                 "model": models[single],
@@ -203,6 +265,8 @@ def choose(
         by_budget["none" if budget == NO_BUDGET else f"{budget:g}"] = entry
     primary = list(by_budget.values())[-1]
     prompt_aware = pick["alpha"] > 0 or pick["prior"] != GLOBAL
+    if per_budget is not None:  # the primary budget's own blend must use the prompt
+        prompt_aware = primary["pick"]["alpha"] > 0 or primary["pick"]["prior"] != GLOBAL
     use_router = confidence <= 0 or (primary["beats_single"] and prompt_aware)
     decision: dict[str, Any] = {
         "mode": "router" if use_router else "single",
@@ -221,8 +285,9 @@ def choose(
         "selection_rule": rule,
         "alternatives": [
             {
-                **{k: v for k, v in r.items() if k != "_per_row"},
+                **{k: v for k, v in r.items() if not k.startswith("_")},
                 "mean_quality": round(r["mean_quality"], 4),
+                "budget_quality": [round(q, 4) for q in r["budget_quality"]],
             }
             for r in table
         ],

@@ -73,11 +73,13 @@ def with_calibration(
     model: nn.Module,
     calibration: dict[str, Any],
     prior_state: dict[str, torch.Tensor] | None = None,
+    alpha: float | None = None,
 ) -> nn.Module:
     """Wrap ``model`` in its recorded shrinkage: toward the task-level prior whose shape is
     ``calibration.prior_model`` (tensors in ``prior_state``), else toward the global prior
-    when alpha is below 1. A recorded prior without its tensors is an error."""
-    alpha = float(calibration.get("alpha", 1.0))
+    when alpha is below 1. A recorded prior without its tensors is an error. ``alpha``
+    (e.g. one budget's, from ``calibration.budget_alpha``) replaces the recorded alpha."""
+    alpha = float(calibration.get("alpha", 1.0) if alpha is None else alpha)
     shape = calibration.get("prior_model")
     if shape:
         prior = build_prior(shape)

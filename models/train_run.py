@@ -56,6 +56,7 @@ class TrainJob:
     folds: int = 0  # 0: 5-fold CV below 2,000 rows, else one held-out split
     confidence: float = 0.9  # bootstrap P(gain > 0) the router needs over the best single
     prior: str = "auto"  # global, task, cluster or auto (all available, chosen on validation)
+    per_budget_alpha: bool = True  # each budget's own alpha (router and prior shared)
 
     @classmethod
     def from_args(
@@ -94,6 +95,7 @@ class TrainJob:
             folds=args.folds,
             confidence=args.confidence,
             prior=args.prior,
+            per_budget_alpha=args.per_budget_alpha,
         )
 
 
@@ -131,6 +133,7 @@ def run_training(
         job.budgets if has_costs else (),
         job.confidence,
         priors,
+        per_budget="alpha" if job.per_budget_alpha and has_costs else None,
     )
     decision = chosen["decision"]
     model, fit_metrics = fit_final(decision["router"], x, scores, job.models, job.train)
@@ -145,8 +148,16 @@ def run_training(
         "prior": [round(float(p), 6) for p in prior],
         "prior_source": decision["prior"],
     }
+    budget_alpha = {
+        b: e["pick"]["alpha"]
+        for b, e in chosen["by_budget"].items()
+        if e.get("pick") and e.get("router") and decision["mode"] == "router"
+    }
+    if budget_alpha:  # serving picks one with auto.budget_per_1k
+        calibration["budget_alpha"] = budget_alpha
     task_prior = None
-    if decision["prior"] != GLOBAL and decision["alpha"] < 1.0:
+    alphas = [decision["alpha"], *budget_alpha.values()]
+    if decision["prior"] != GLOBAL and min(alphas) < 1.0:
         task_prior = fit_prior(
             decision["prior"], x, targets(scores, job.train), tasks, job.train.seed
         )
@@ -213,11 +224,20 @@ def write_routing_config(
     """A routing config for the artifact in the same directory (``auto.artifact: .``)."""
     import yaml
 
-    by_budget = {
-        b: v["router"] for b, v in recommended.get("by_budget", {}).items() if v.get("router")
-    }
-    weights = [v["cost_weight"] for v in by_budget.values()]
-    cost_weight = weights[-1] if weights else 0.0  # the last (primary) budget
+    entries = recommended.get("by_budget", {})
+    by_budget = {b: v["router"] for b, v in entries.items() if v.get("router")}
+    budgets = [b for b in by_budget if b != "none"]
+    auto: dict[str, Any] = {"artifact": ".", "policy": "utility"}
+    if budgets:  # the last (primary) budget's alpha and cost_weight
+        auto["budget_per_1k"] = float(budgets[-1])
+    else:
+        weights = [v["cost_weight"] for v in by_budget.values()]
+        auto["cost_weight"] = round(weights[-1], 6) if weights else 0.0
+
+    def alpha_of(b: str) -> str:
+        pick = entries[b].get("pick")
+        return f", alpha {pick['alpha']:g}" if pick else ""
+
     data = {
         "models": [
             {
@@ -228,15 +248,17 @@ def write_routing_config(
             }
             for j, m in enumerate(models)
         ],
-        "auto": {"artifact": ".", "policy": "utility", "cost_weight": round(cost_weight, 6)},
+        "auto": auto,
     }
     header = (
         "# Routing config for the router artifact in this directory (written by llm-router\n"
         "# train --write-config). cost: mean USD per 1k prompts in the training data.\n"
-        "# cost_weight was chosen on validation for the last budget; per budget\n"
-        "# (override per request with the router.cost_weight extension field):\n"
+        "# auto.budget_per_1k serves one budget's operating point, chosen on validation\n"
+        "# (set it to another recorded budget to move; a request can still override\n"
+        "# cost_weight with the router.cost_weight extension field):\n"
         + "".join(
-            f"#   <= {b}/1k: cost_weight {v['cost_weight']:.6g}\n" for b, v in by_budget.items()
+            f"#   <= {b}/1k: cost_weight {v['cost_weight']:.6g}{alpha_of(b)}\n"
+            for b, v in by_budget.items()
         )
     )
     path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -81,6 +81,7 @@ class AutoStrategy:
         self._manifest: Manifest | None = None
         self._mlp: Any = None
         self._torch: Any = None
+        self._cost_weight: float | None = None  # the configured budget's, when one is set
         self._batcher: MicroBatcher[Conversation, np.ndarray] | None = None
 
     @property
@@ -103,7 +104,13 @@ class AutoStrategy:
         """Blocking: read the artifact, build the encoder it needs, check they match."""
         import torch
 
-        from models.artifact import ArtifactError, check_compatible, load_weights, read_manifest
+        from models.artifact import (
+            ArtifactError,
+            budget_operating_point,
+            check_compatible,
+            load_weights,
+            read_manifest,
+        )
         from models.encoders import build_encoder
 
         settings = self._ctx.settings.auto
@@ -122,7 +129,14 @@ class AutoStrategy:
             graph_batch=self._ctx.settings.batch.max_size,
         )
         check_compatible(manifest, encoder, self._ctx.config.model_names)
-        self._mlp = load_weights(self._path, manifest, settings.device)
+        alpha = None
+        budget = self._ctx.config.auto.budget_per_1k
+        if budget is not None:  # that budget's alpha and cost_weight, chosen on validation
+            try:
+                alpha, self._cost_weight = budget_operating_point(manifest, budget)
+            except ArtifactError as exc:
+                raise AutoStrategyError(f"{exc} (routing config auto.budget_per_1k)") from None
+        self._mlp = load_weights(self._path, manifest, settings.device, alpha)
         self._torch = torch
         self._manifest, self._encoder = manifest, encoder
 
@@ -138,6 +152,14 @@ class AutoStrategy:
                 x = x.to(self._ctx.settings.auto.device)
             probs = self._mlp.probabilities(x).float().cpu().numpy()
         return list(probs)
+
+    @property
+    def cost_weight(self) -> float:
+        """The cost_weight requests start from: the configured budget's, else
+        ``auto.cost_weight``."""
+        if self._cost_weight is not None:
+            return self._cost_weight
+        return self._ctx.config.auto.cost_weight
 
     @property
     def fixed_model(self) -> str | None:
@@ -197,7 +219,7 @@ class AutoStrategy:
             return self._fallback(candidates)
         encoded = time.perf_counter()
         metrics.stage_duration.labels(self.name, "encode").observe(encoded - start)
-        params = policy_params(config, options, self.fixed_model)
+        params = policy_params(config, options, self.fixed_model, self._cost_weight)
         choice = select(probs, candidates, params)
         metrics.stage_duration.labels(self.name, "select").observe(time.perf_counter() - encoded)
         return RoutingDecision(

@@ -49,13 +49,17 @@ class Selection:
 
 
 def policy_params(
-    config: RoutingConfig, options: RouteOptions | None = None, fixed_model: str | None = None
+    config: RoutingConfig,
+    options: RouteOptions | None = None,
+    fixed_model: str | None = None,
+    cost_weight: float | None = None,
 ) -> PolicyParams:
-    """Thresholds, costs and cost weight from the routing config, with the request's
-    overrides applied on top."""
+    """Thresholds, costs and cost weight from the routing config (``cost_weight``, e.g. the
+    configured budget's from the artifact, replaces ``auto.cost_weight``), with the
+    request's overrides applied on top."""
     thresholds = {m.name: m.threshold for m in config.models}
     costs = {m.name: m.cost for m in config.models}
-    cost_weight = config.auto.cost_weight
+    cost_weight = config.auto.cost_weight if cost_weight is None else cost_weight
     if options is not None:
         thresholds.update(options.thresholds)
         costs.update(options.costs)
