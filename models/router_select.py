@@ -293,3 +293,46 @@ def choose(
         ],
         "n_val": len(scores),
     }
+
+
+def keep_within_budgets(
+    by_budget: dict[str, Any],
+    candidates: Mapping[str, np.ndarray],
+    prior_rows: np.ndarray,
+    decision: Mapping[str, Any],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    model_costs: np.ndarray,
+) -> None:
+    """Re-check each budget's operating point against the *refitted* prior.
+
+    Validation chose each budget's cost_weight with priors fitted inside the folds. The
+    prior refitted on every row can move where a group of prompts switches model (with
+    alpha 0 whole clusters switch together), so the served router may spend more than the
+    budget even on the rows it was chosen on. Here the served blend is rebuilt from the
+    same out-of-fold router predictions and the refitted prior's ``prior_rows``; a budget
+    whose cost now exceeds it moves to the best cost_weight within it (never the other
+    way: points within budget keep what validation chose). Each entry records the check
+    as ``refit_check``; updates ``by_budget`` in place."""
+    for name, entry in by_budget.items():
+        router = entry.get("router")
+        if not router or name == "none":
+            continue
+        level = float(name) / PER_1K
+        pick = entry.get("pick") or {}
+        alpha = float(pick.get("alpha", decision["alpha"]))
+        base = candidates[pick.get("router", decision["router"])]
+        shrunk = shrink(base, prior_rows, alpha)
+        lam = float(router["cost_weight"])
+        q, c = outcome(utility_choices(shrunk, model_costs, lam), scores, costs)
+        check: dict[str, Any] = {"quality": round(q, 4), "cost_per_1k": round(c * PER_1K, 4)}
+        if c > level + 1e-12:
+            best = _best_on_curve(_curve(shrunk, scores, costs, model_costs), level)
+            if best is not None:
+                check["moved_cost_weight_from"] = lam
+                router.update(
+                    cost_weight=best[2],
+                    quality=round(best[0], 4),
+                    cost_per_1k=round(best[1] * PER_1K, 4),
+                )
+        entry["refit_check"] = check

@@ -23,9 +23,9 @@ from models.router_fit import (
     validation_predictions,
     validation_priors,
 )
-from models.router_select import GLOBAL, PER_1K, choose
+from models.router_select import GLOBAL, PER_1K, choose, keep_within_budgets
 from models.routers import KINDS, shape_of
-from models.task_prior import fit_prior
+from models.task_prior import fit_prior, prior_probabilities
 from models.training import TrainConfig, targets
 
 if TYPE_CHECKING:
@@ -162,6 +162,17 @@ def run_training(
             decision["prior"], x, targets(scores, job.train), tasks, job.train.seed
         )
         calibration["prior_model"] = task_prior.cfg.to_dict()
+    if has_costs and decision["mode"] == "router":
+        prior_rows = prior if task_prior is None else prior_probabilities(task_prior, x[rows])
+        keep_within_budgets(
+            chosen["by_budget"],
+            candidates,
+            prior_rows,
+            decision,
+            scores[rows],
+            cost_rows[rows],
+            model_costs,
+        )
     manifest = Manifest(
         encoder={**encoder_info(encoder), "pretrained": job.pretrained},
         models=list(job.models),

@@ -343,3 +343,40 @@ def test_eval_cost_weight_with_a_budget_config_is_a_usage_error(
                  "--cost-weight", "0.1"])  # fmt: skip
     assert code != 0
     assert "budget_per_1k 2" in capsys.readouterr().err
+
+
+def test_a_refitted_prior_that_overspends_moves_the_budget_back_inside() -> None:
+    """Validation chose each budget's cost_weight with the fold priors. If the refitted
+    prior now sends more prompts to the paid model, the point is over the budget on the
+    very rows it was chosen on; the check moves cost_weight to the best point within it.
+    A point still within its budget keeps what validation chose."""
+    from models.router_select import keep_within_budgets
+
+    data = two_tasks()
+    chosen = _choose(data, "alpha")
+    by_budget = chosen["by_budget"]
+    assert by_budget["0.51"]["pick"]["alpha"] == 0.0
+    before = {b: dict(e["router"]) for b, e in by_budget.items()}
+    # the refitted prior: task B now looks as hopeless for the free model as task A
+    refit = np.tile([0.0, 1.0], (len(data["scores"]), 1))
+    keep_within_budgets(
+        by_budget, {"knn-k5": data["router"]}, refit, chosen["decision"], data["scores"],
+        data["costs"], np.array([0.0, COST * 1000]),
+    )  # fmt: skip
+    low = by_budget["0.51"]
+    assert low["refit_check"]["cost_per_1k"] > 0.51  # everything went to the paid model
+    assert low["refit_check"]["moved_cost_weight_from"] == before["0.51"]["cost_weight"]
+    assert low["router"]["cost_weight"] > before["0.51"]["cost_weight"]
+    assert low["router"]["cost_per_1k"] <= 0.51
+    for budget, entry in by_budget.items():
+        assert entry["router"]["cost_per_1k"] <= float(budget)
+    # the prior validation used: nothing moves
+    again = _choose(data, "alpha")
+    kept = {b: dict(e["router"]) for b, e in again["by_budget"].items()}
+    keep_within_budgets(
+        again["by_budget"], {"knn-k5": data["router"]}, data["task"], again["decision"],
+        data["scores"], data["costs"], np.array([0.0, COST * 1000]),
+    )  # fmt: skip
+    for budget, entry in again["by_budget"].items():
+        assert "moved_cost_weight_from" not in entry["refit_check"]
+        assert entry["router"] == kept[budget]
