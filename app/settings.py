@@ -39,8 +39,8 @@ class IntentSettings(BaseModel):
     device: str = Field("cpu", description="Embedding backend: torch device (cpu, cuda).")
     quantize: bool = Field(
         True,
-        description="Embedding backend: int8 dynamic quantization when the device is cpu "
-        "(about 2x faster; ignored on GPU).",
+        description="Embedding backend: int8 dynamic quantization (per output channel) when "
+        "the device is cpu (about 2x faster; ignored on GPU).",
     )
     threshold: float = Field(
         0.1,
