@@ -108,8 +108,7 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
         result, info, tuning = tuned.result, tuned.encoder_info, tuned.tuning
     else:
         embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
-        x = embedder.embed(texts)
-        x_config = embedder.embed(extra) if extra else np.zeros((0, x.shape[1]), np.float32)
+        x, x_config = _embed_rows(embedder, texts, extra)
         result = fit_intents(
             x,
             labels,
@@ -180,10 +179,13 @@ def fit_fine_tuned(
             "for some intent"
         )
     where = tune_device or device
+    held_out = {clipped[i] for i in val}  # a config row repeating one would leak it
+    extra_kept = [(t, lbl) for t, lbl in zip(clipped_extra, extra_labels, strict=True)
+                  if t not in held_out]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="llm-router-finetune-") as tmp:
         fine_tune_encoder(
-            [clipped[i] for i in train] + clipped_extra,
-            [labels[i] for i in train] + extra_labels,
+            [clipped[i] for i in train] + [t for t, _ in extra_kept],
+            [labels[i] for i in train] + [lbl for _, lbl in extra_kept],
             Path(tmp),
             tuning,
             encoder,

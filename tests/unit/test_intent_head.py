@@ -301,3 +301,50 @@ def test_several_oos_shares_share_the_fits_but_not_the_thresholds() -> None:
         assert result.metrics["trials"] == alone.metrics["trials"]
         np.testing.assert_allclose(result.head.weight, alone.head.weight, atol=1e-5)
     assert together[1].head.threshold >= together[0].head.threshold
+
+
+def test_fine_tuning_never_tunes_on_the_rows_that_choose_the_head(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``fit_fine_tuned`` tunes once without the held-out rows (nor config rows that
+    repeat them) to choose the head, then once on every row for the encoder it saves."""
+    import zlib
+
+    from models import train_intents
+    from models.intent_finetune import FineTuneConfig
+    from models.intent_train import stratified_split
+
+    tuned_on: list[list[str]] = []
+
+    def fake_tune(texts: list[str], labels: list[str], out: Path, *args: object) -> dict:  # type: ignore[type-arg]
+        tuned_on.append(list(texts))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return {"rows": len(texts)}
+
+    class WordVectors:  # stands in for the tuned encoder: a vector per word, summed
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.info = {"name": "words", "dim": 16, "fingerprint": "w", "quantized": False}
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            out = np.zeros((len(texts), 16), np.float32)
+            for row, text in enumerate(texts):
+                for word in text.split():
+                    out[row] += np.random.default_rng(zlib.crc32(word.encode())).normal(size=16)
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+    monkeypatch.setattr(train_intents, "fine_tune_encoder", fake_tune)
+    monkeypatch.setattr(train_intents, "TextEmbedder", WordVectors)
+    texts, labels = keyword_rows(40, seed=3)
+    _, val = stratified_split(labels, 0.2, 0)
+    repeated = int(val[0])  # a config example that repeats a held-out row
+    got = train_intents.fit_fine_tuned(
+        texts, labels, [texts[repeated], "refund please"], [labels[repeated], "refund"],
+        tmp_path / "encoder", FineTuneConfig(epochs=1),
+    )  # fmt: skip
+    choose_on, final = tuned_on
+    assert not {texts[i] for i in val} & set(choose_on)
+    assert "refund please" in choose_on
+    assert set(final) == {*texts, "refund please"}
+    assert got.encoder_info["path"] == "encoder" and got.tuning == {"rows": len(final)}
+    assert "encoder tuned without it" in str(got.result.metrics["validation"])
+    assert got.result.metrics["n_rows"] == 40
