@@ -37,6 +37,11 @@ def packaged_minilm_path() -> Path:
 INT8_PER_CHANNEL = "int8-per-channel"
 INT8_PER_TENSOR = "int8-per-tensor"
 DEFAULT_INT8 = INT8_PER_CHANNEL
+# scheme -> the torch.ao.quantization qconfig that implements it
+INT8_QCONFIGS = {
+    INT8_PER_CHANNEL: "per_channel_dynamic_qconfig",
+    INT8_PER_TENSOR: "default_dynamic_qconfig",
+}
 
 
 def recorded_quantization(value: object) -> str | None:
@@ -46,7 +51,7 @@ def recorded_quantization(value: object) -> str | None:
         return INT8_PER_TENSOR
     if not value:
         return None
-    if value in (INT8_PER_CHANNEL, INT8_PER_TENSOR):
+    if value in INT8_QCONFIGS:
         return str(value)
     raise ValueError(f"unknown quantization {value!r}")
 
@@ -61,17 +66,13 @@ def quantize_int8(model: Any, device: str, scheme: str = DEFAULT_INT8) -> Any:
 
     if device != "cpu":
         raise EncoderLoadError("int8 quantization is CPU-only; set the device to cpu")
-    if scheme not in (INT8_PER_CHANNEL, INT8_PER_TENSOR):
+    if scheme not in INT8_QCONFIGS:
         raise ValueError(f"unknown int8 scheme {scheme!r}")
-    qconfig = torch.ao.quantization
-    spec = {
-        torch.nn.Linear: qconfig.per_channel_dynamic_qconfig
-        if scheme == INT8_PER_CHANNEL
-        else qconfig.default_dynamic_qconfig
-    }
+    quantization = torch.ao.quantization
+    spec = {torch.nn.Linear: getattr(quantization, INT8_QCONFIGS[scheme])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return qconfig.quantize_dynamic(model, spec, dtype=torch.qint8)
+        return quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 class SentenceEncoder:

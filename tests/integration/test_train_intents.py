@@ -53,6 +53,30 @@ def rows(texts: list[str], intent: str) -> list[str]:
     return [json.dumps({"text": t, "intent": intent}) for t in texts]
 
 
+PROBE = "is my python code going to rain errors tomorrow?"  # between the two intents
+
+
+async def served_scores(config: Path, text: str) -> dict[str, float]:
+    """``router.scores`` of one decision by the service running ``config``."""
+    settings = make_settings(strategy="intent", config=str(config))
+    async with app_client(settings) as client:
+        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["router"]["scores"]  # type: ignore[no-any-return]
+
+
+def with_encoder_entry(trained_dir: Path, copy: Path, **encoder: object) -> Path:
+    """A copy of a train-intents output whose manifest's ``encoder`` entries are replaced."""
+    import shutil
+
+    shutil.copytree(trained_dir, copy)
+    manifest_path = copy / "intent-head/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["encoder"].update(encoder)
+    manifest_path.write_text(json.dumps(manifest))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("intents")
@@ -121,16 +145,12 @@ async def test_lexical_head_serves_its_offline_probabilities(trained: Path) -> N
     assert manifest["features"]["lexical"]["n_features"] > 0
     assert (out / "intent-head" / "vocabulary.json").is_file() and head.lexical is not None
 
-    text = "is my python code going to rain errors tomorrow?"
+    text = PROBE
     x = TextEmbedder(cache_dir=None).embed([text])
     want = dict(zip(head.labels, head.probabilities(x, [clip_text(text)])[0], strict=True))
     embedding_only = head.logits(x, [""])  # the same head with no n-gram evidence
     assert not np.allclose(embedding_only, head.logits(x, [text]), atol=1e-3)
-    settings = make_settings(strategy="intent", config=str(out / "routing.yaml"))
-    async with app_client(settings) as client:
-        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
-        assert resp.status_code == 200, resp.text
-        got = resp.json()["router"]["scores"]
+    got = await served_scores(out / "routing.yaml", text)
     for label, p in want.items():
         assert got[label] == pytest.approx(float(p), abs=2e-3)
     (trained / "one.jsonl").write_text(json.dumps({"text": text, "intent": "coding"}) + "\n")
@@ -216,17 +236,13 @@ async def test_serving_runs_the_fine_tuned_encoder(tuned: Path) -> None:
     from models.intent_head import TextEmbedder, clip_text, load_head
 
     head, _ = load_head(tuned / "intent-head")
-    text = "is my python code going to rain errors tomorrow?"
+    text = PROBE
     probs = {}
     for name, encoder in (("tuned", str(tuned / "intent-head/encoder")), ("packaged", "minilm")):
         x = TextEmbedder(encoder, cache_dir=None).embed([text])
         probs[name] = head.probabilities(x, [clip_text(text)])[0]
     assert not np.allclose(probs["tuned"], probs["packaged"], atol=1e-2)
-    settings = make_settings(strategy="intent", config=str(tuned / "routing.yaml"))
-    async with app_client(settings) as client:
-        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
-        assert resp.status_code == 200, resp.text
-        got = resp.json()["router"]["scores"]
+    got = await served_scores(tuned / "routing.yaml", text)
     for label, p in zip(head.labels, probs["tuned"], strict=True):
         assert got[label] == pytest.approx(float(p), abs=2e-3)
 
@@ -237,14 +253,7 @@ async def test_a_bad_bundled_encoder_path_fails_startup(
 ) -> None:
     """A manifest naming an encoder directory that is absent, or outside the head's
     directory, stops the start with a message naming it."""
-    import shutil
-
-    copy = tmp_path / "tuned"
-    shutil.copytree(tuned, copy)
-    manifest_path = copy / "intent-head/manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["encoder"]["path"] = where
-    manifest_path.write_text(json.dumps(manifest))
+    copy = with_encoder_entry(tuned, tmp_path / "tuned", path=where)
     settings = make_settings(strategy="intent", config=str(copy / "routing.yaml"))
     message = await startup_error(settings)
     assert f"names a fine-tuned encoder at '{where}'" in message
@@ -276,27 +285,16 @@ async def test_heads_from_before_per_channel_keep_per_tensor_int8(
 ) -> None:
     """A head whose manifest says ``quantized: true`` (written before schemes were
     recorded) is served with the per-tensor int8 encoder it was trained with."""
-    import shutil
-
     from models.intent_head import TextEmbedder, clip_text, load_head
 
-    copy = tmp_path / "legacy"
-    shutil.copytree(trained / "out", copy)
-    manifest_path = copy / "intent-head/manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["encoder"]["quantized"] = True
-    manifest_path.write_text(json.dumps(manifest))
+    copy = with_encoder_entry(trained / "out", tmp_path / "legacy", quantized=True)
     head, _ = load_head(copy / "intent-head")
-    text = "is my python code going to rain errors tomorrow?"
+    text = PROBE
     probs = {}
     for scheme in ("int8-per-tensor", "int8-per-channel"):
         x = TextEmbedder(quantize=scheme, cache_dir=None).embed([text])
         probs[scheme] = head.probabilities(x, [clip_text(text)])[0]
     assert not np.allclose(probs["int8-per-tensor"], probs["int8-per-channel"], atol=1e-4)
-    settings = make_settings(strategy="intent", config=str(copy / "routing.yaml"))
-    async with app_client(settings) as client:
-        resp = await client.post("/v1/chat/completions", json={"messages": [user(text)]})
-        assert resp.status_code == 200, resp.text
-        got = resp.json()["router"]["scores"]
+    got = await served_scores(copy / "routing.yaml", text)
     for label, p in zip(head.labels, probs["int8-per-tensor"], strict=True):
         assert got[label] == pytest.approx(float(p), abs=1e-5)
