@@ -46,7 +46,7 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
  && rm -rf "${site}/torch/include" "${site}/torch/test" "${site}/torch/bin/"*Test \
            "${site}/torch/bin/test_"* "${site}/torch/bin/protoc"* \
  && find "${site}" -mindepth 2 -maxdepth 3 -type d -name tests -prune -exec rm -rf {} + \
- && /opt/venv/bin/python -I -c "import torch, sentence_transformers, app.main, strategies.intent" \
+ && /opt/venv/bin/python -I -c "import torch, sentence_transformers, app.server.factory, strategies.intent.strategy" \
  && /opt/venv/bin/pip uninstall -y -q pip \
  && mkdir -p /opt/llm-router/artifacts \
  && cp -r models/artifacts/routerbench-minilm /opt/llm-router/artifacts/ \

@@ -99,6 +99,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check app strategies models tests bench
 	$(VENV)/bin/ruff format --check app strategies models tests bench
 	$(VENV)/bin/mypy app strategies models
+	$(VENV)/bin/lint-imports
 
 ## bench: every benchmark this machine can run; results in bench/results/
 bench: $(VENV)/.installed $(CLIP_VENV)/.installed $(VLLM_VENV)/.installed .venv-litellm/.installed

@@ -1,7 +1,7 @@
 """HTTP-level errors and the one function that turns any exception into OpenAI's error shape.
 
 ``{"error": {"message", "type", "param", "code"}}`` with the right status. The domain
-hierarchy lives at the bottom of the layering (:mod:`models.errors`) so strategies and
+hierarchy lives at the bottom of the layering (:mod:`models.core.errors`) so strategies and
 model code raise it too; :data:`STATUS` below is the one place each error class gets its
 HTTP status. Messages are short and never echo payloads; unexpected exceptions become a
 generic 500 whose detail goes to the log only.
@@ -19,60 +19,21 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from models.errors import (
+from models.core.errors import (
     BadRequestError,
     ClientClosedError,
+    NotFoundError,
     OverloadedError,
+    PayloadTooLargeError,
     RouterError,
+    UnauthorizedError,
     UnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
 )
-
-__all__ = [
-    "BadRequestError",
-    "NotFoundError",
-    "NotReadyError",
-    "OverloadedError",
-    "PayloadTooLargeError",
-    "RouterError",
-    "UnauthorizedError",
-    "UpstreamError",
-    "UpstreamTimeoutError",
-    "error_response",
-    "to_openai_error",
-]
 
 MAX_MESSAGE_CHARS = 600
 CLIENT_CLOSED = 499  # nginx's "client closed request": a status label, never sent
-
-
-class UnauthorizedError(RouterError):
-    code = "invalid_api_key"
-
-
-class NotFoundError(RouterError):
-    code = "not_found"
-
-
-class PayloadTooLargeError(RouterError):
-    code = "request_too_large"
-
-
-class UpstreamError(RouterError):
-    code = "upstream_error"
-
-
-class UpstreamTimeoutError(UpstreamError):
-    code = "upstream_timeout"
-
-
-class ProxySaturatedError(UnavailableError):
-    """Every pooled upstream connection is busy: local saturation, not an upstream fault."""
-
-    code = "proxy_saturated"
-
-
-class NotReadyError(UnavailableError):
-    code = "not_ready"
 
 
 # Each domain error class → (HTTP status, OpenAI error type). Looked up along the MRO,
@@ -171,7 +132,7 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the one error function for domain, HTTP and validation errors. Anything
-    else is answered by :class:`app.middleware.RouterMiddleware` (inside which the request
+    else is answered by :class:`app.api.middleware.RouterMiddleware` (inside which the request
     id and metrics live); the ``Exception`` handler is only a last resort."""
     for exc_type in (*EXPECTED, Exception):
         app.add_exception_handler(exc_type, _handle)

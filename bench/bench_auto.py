@@ -53,15 +53,15 @@ def random_artifact(
     """An untrained router artifact for the encoder (latency does not depend on training)."""
     import torch
 
-    from models.artifact import Manifest, encoder_info, save_artifact
-    from models.encoders import build_encoder
-    from models.router_mlp import MLPConfig, RouterMLP
+    from models.encoders.conversation import build_encoder
+    from models.routers.artifact import Manifest, encoder_record, save_artifact
+    from models.routers.mlp import MLPConfig, RouterMLP
 
     encoder = build_encoder(encoder_name, pretrained, device, max_tokens)
     torch.manual_seed(0)
     model = RouterMLP(MLPConfig(in_dim=encoder.dim, n_out=3, hidden=(256, 128)))
     manifest = Manifest(
-        encoder=encoder_info(encoder), models=["a", "b", "c"], mlp=model.cfg.to_dict()
+        encoder=encoder_record(encoder), models=["a", "b", "c"], mlp=model.cfg.to_dict()
     )
     return save_artifact(out, model, manifest)
 
@@ -75,9 +75,9 @@ def context(
     window_ms: float,
     cuda_graphs: bool = True,
 ) -> Any:
-    from app.config import RoutingConfig
     from app.metrics import RouterMetrics
     from app.settings import Settings
+    from models.core.routing_config import RoutingConfig
     from strategies.base import StrategyContext
 
     config = RoutingConfig.model_validate(
@@ -198,7 +198,7 @@ class TimeSplit:
 
 def edge_image(device: str) -> Any:
     """A 640x480 JPEG decoded as the service's edge decodes it for this device."""
-    from app.images import open_image
+    from app.images.decode import open_image
     from app.settings import LimitSettings
     from bench.workloads import jpeg
 
@@ -206,8 +206,8 @@ def edge_image(device: str) -> Any:
 
 
 async def bench_encoder(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from strategies.auto import AutoStrategy
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
+    from strategies.auto.strategy import AutoStrategy
 
     pretrained = None
     tokens = args.minilm_tokens if name == "minilm" else None
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench/results"), help="output directory")
     p.add_argument("--name", default="auto", help="file stem of the results")
     args = p.parse_args(argv)
-    from models.minilm import EncoderLoadError
+    from models.encoders.sentence import EncoderLoadError
 
     report: dict[str, Any] = {
         "machine": {**machine_facts(), "platform": platform.platform()},

@@ -98,7 +98,7 @@ async def main() -> None:
     args = parser.parse_args()
     if args.no_trim:
         try:
-            import app.image_loader as loader
+            import app.images.loader as loader
 
             loader._load_malloc_trim = lambda: None  # type: ignore[assignment]
         except ImportError:  # before the image pipeline existed

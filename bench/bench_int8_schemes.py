@@ -14,7 +14,7 @@ import time
 
 from bench import intent_data
 from bench.common import md_table, write_results
-from models.minilm import INT8_PER_CHANNEL, INT8_PER_TENSOR, SentenceEncoder
+from models.encoders.sentence import INT8_PER_CHANNEL, INT8_PER_TENSOR, SentenceEncoder
 
 SCHEMES = (INT8_PER_TENSOR, INT8_PER_CHANNEL)
 

@@ -25,19 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from app.config import load_routing_config
 from app.metrics import RouterMetrics
 from app.settings import DEFAULT_CONFIG, Settings
 from bench.common import md_table, write_results
-from models.eval_data import read_jsonl
-from models.intent_data import row_text
-from strategies.base import Conversation, StrategyContext
-from strategies.intent_embedding import EmbeddingIntentClassifier
+from models.core.conversation import Conversation
+from models.core.routing_config import load_routing_config
+from models.evaluation.data import read_jsonl
+from models.intents.data import row_text
+from strategies.base import StrategyContext
+from strategies.intent.embedding import EmbeddingIntentClassifier
 
 
 def train_lexical_head(out: Path) -> Path:
     """A head with n-gram features trained on the default config's own rows."""
-    from models.train_intents import IntentJob, config_rows, run_train_intents
+    from models.intents.job import IntentJob, config_rows, run_train_intents
 
     config = load_routing_config(DEFAULT_CONFIG)
     texts, labels = config_rows(config)

@@ -41,11 +41,11 @@ import numpy as np
 
 from bench import intent_data
 from bench.common import RESULTS, md_table, write_results
-from models.evaluation import bootstrap_ci
-from models.intent_finetune import FineTuneConfig
-from models.intent_head import TextEmbedder, clip_text
-from models.intent_train import LEXICAL_GRID, fit_intents, fit_intents_for_shares
-from models.train_intents import fit_fine_tuned
+from models.evaluation.metrics import bootstrap_ci
+from models.intents.fine_tune import FineTuneConfig
+from models.intents.fit import LEXICAL_GRID, fit_intents, fit_intents_for_shares
+from models.intents.head import TextEmbedder, clip_text
+from models.intents.job import fit_fine_tuned
 
 CACHE = ".cache/embeddings"
 OTHER = "other"

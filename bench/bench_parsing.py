@@ -20,10 +20,10 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from app.conversation import normalise
-from app.image_loader import ImageLoader
-from app.images import DECODE_MAX_SIDE
-from app.schemas import ChatCompletionRequest, ImagePart
+from app.api.intake import normalise
+from app.api.schemas import ChatCompletionRequest, ImagePart
+from app.images.decode import DECODE_MAX_SIDE
+from app.images.loader import ImageLoader
 from app.settings import Settings
 from bench.common import md_table, write_results
 from bench.workloads import WORKLOADS, body

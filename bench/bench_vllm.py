@@ -31,8 +31,8 @@ ARCHS = {"tiny": None, "qwen3-1.7b": "Qwen3-1.7B"}
 
 async def load_conversations(limit: int | None = None) -> list[Any]:
     """The dev set's conversations, normalised exactly as the HTTP edge does."""
-    from app.conversation import normalise
-    from app.schemas import ChatCompletionRequest
+    from app.api.intake import normalise
+    from app.api.schemas import ChatCompletionRequest
     from app.settings import Settings
 
     settings = Settings()
@@ -98,11 +98,11 @@ async def run_config(
 ) -> dict[str, Any]:
     """Start an engine with or without prefix caching (or, with ``backend="remote"`` in
     ``intent``, connect to a server) and measure every concurrency."""
-    from app.config import load_routing_config
     from app.metrics import RouterMetrics
     from app.settings import DEFAULT_CONFIG, Settings
+    from models.core.routing_config import load_routing_config
     from strategies.base import StrategyContext
-    from strategies.intent import IntentStrategy
+    from strategies.intent.strategy import IntentStrategy
 
     settings = Settings(
         intent={

@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from app.cpus import usable_cpus
+from app.server.cpus import usable_cpus
 from bench.bench_service import AUTO_CONFIG, SETUPS
 from bench.common import load, md_table, router_server, write_results
 from bench.proxy_tools import cpu_seconds

@@ -9,7 +9,7 @@ import argparse
 import time
 
 from bench import intent_data
-from models.intent_head import TextEmbedder
+from models.intents.head import TextEmbedder
 
 CACHE = ".cache/embeddings"
 

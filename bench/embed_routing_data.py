@@ -10,11 +10,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from app.evaluate import conversation_of
+from app.cli.replay import conversation_of
 from app.settings import Settings
-from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
-from models.encoders import build_encoder
-from models.eval_data import read_jsonl
+from models.encoders.cache import DEFAULT_CACHE_DIR, embed_cached
+from models.encoders.conversation import build_encoder
+from models.evaluation.data import read_jsonl
 
 FILES = (
     "bench/data/routerbench/train.jsonl",

@@ -12,11 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
 from bench.common import ROOT
-from models.eval_data import read_jsonl
-from models.minilm import SentenceEncoder
+from models.core.routing_config import load_routing_config
+from models.encoders.sentence import SentenceEncoder
+from models.evaluation.data import read_jsonl
 
 DEV = ROOT / "bench" / "data" / "intent-dev.jsonl"
 NEAR = 0.85  # cosine similarity (MiniLM) at which a dev turn counts as a config example

@@ -24,26 +24,26 @@ from unittest.mock import patch
 
 import numpy as np
 
-from app.cli import load_settings
-from app.cli_args import DEFAULT_BUDGETS, floats
-from app.evaluate import conversation_of, read_jsonl
-from models import router_select
-from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
-from models.encoders import build_encoder
-from models.eval_data import score_matrix, tasks_of
-from models.evaluation import utility_choices
-from models.router_fit import (
+from app.cli.args import DEFAULT_BUDGETS, floats
+from app.cli.main import load_settings
+from app.cli.replay import conversation_of, read_jsonl
+from models.encoders.cache import DEFAULT_CACHE_DIR, embed_cached
+from models.encoders.conversation import build_encoder
+from models.evaluation.data import score_matrix, tasks_of
+from models.evaluation.metrics import utility_choices
+from models.routers.registry import KINDS
+from models.routers.task_prior import fit_prior, prior_probabilities
+from models.training import selection as router_select
+from models.training.candidates import (
     fit_final,
     folds_of,
     prior_names,
     validation_predictions,
     validation_priors,
 )
-from models.router_select import GLOBAL, PER_1K, choose, shrink
-from models.routers import KINDS
-from models.task_prior import fit_prior, prior_probabilities
-from models.train_run import train_route_by_task
-from models.training import TrainConfig, predict, targets
+from models.training.fit_mlp import TrainConfig, predict, targets
+from models.training.job import train_route_by_task
+from models.training.selection import GLOBAL, PER_1K, choose, shrink
 
 DATA = "bench/data/routerbench/train.jsonl"
 CACHE = Path(".cache/nested-cv")

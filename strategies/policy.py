@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 import structlog
 
-from models.errors import OverloadedError, ShuttingDownError, StrategyUnavailableError
+from models.core.errors import OverloadedError, ShuttingDownError, StrategyUnavailableError
 
 if TYPE_CHECKING:
-    from app.metrics import RouterMetrics
+    from strategies.base import StrategyMetrics
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ async def run_with_policy(
     what: str,
     timeout_s: float,
     on_error: Literal["fallback", "error"],
-    metrics: RouterMetrics,
+    metrics: StrategyMetrics,
 ) -> T | None:
     """``work``'s result; None when it failed or timed out and the policy is fallback.
 

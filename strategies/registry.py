@@ -11,8 +11,8 @@ import importlib
 from strategies.base import RoutingStrategy, StrategyContext
 
 STRATEGIES: dict[str, str] = {
-    "intent": "strategies.intent:IntentStrategy",
-    "auto": "strategies.auto:AutoStrategy",
+    "intent": "strategies.intent.strategy:IntentStrategy",
+    "auto": "strategies.auto.strategy:AutoStrategy",
 }
 
 

@@ -12,17 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import Manifest
-from models.batching import MicroBatcher
-from strategies.auto import AutoStrategy
-from strategies.base import (
-    Conversation,
-    NoEligibleModelError,
-    RouteOptions,
-    RoutingDecision,
-    StrategyContext,
-    eligible_models,
-)
+from models.core.conversation import Conversation
+from models.core.errors import NoEligibleModelError
+from models.inference.batching import MicroBatcher
+from models.routers.artifact import Manifest
+from strategies.auto.strategy import AutoStrategy
+from strategies.base import RouteOptions, RoutingDecision, StrategyContext, eligible_models
 
 
 class FakeStrategy:
@@ -120,7 +115,7 @@ class FakeIntentClassifier:
         self._batcher.start()
 
     async def classify(self, conversation: Conversation) -> Any:
-        from strategies.intent import IntentResult
+        from strategies.intent.strategy import IntentResult
 
         return IntentResult(intent=await self._batcher.submit(conversation.latest_user_text()))
 

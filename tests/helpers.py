@@ -22,7 +22,7 @@ from typing import IO, Any
 import httpx
 from asgi_lifespan import LifespanManager
 
-from app.main import create_app
+from app.server.factory import create_app
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,7 +55,7 @@ def _corpus() -> list[str]:
     import yaml
 
     from app.settings import DEFAULT_CONFIG
-    from strategies.intent_prompt import INSTRUCTION, QUESTION
+    from strategies.intent.prompt import INSTRUCTION, QUESTION
 
     config = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     lines = [INSTRUCTION, QUESTION, "".join(chr(c) for c in range(32, 127))]

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from app.config import load_routing_config
+from models.core.routing_config import load_routing_config
 from tests.deploy.files import COMPOSE, ROOT
 from tests.deploy.tools import (
     BUILD_TIMEOUT_S,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from app.config import load_routing_config
 from app.settings import Settings
+from models.core.routing_config import load_routing_config
 from tests.deploy.files import (
     COMPOSE,
     K8S,

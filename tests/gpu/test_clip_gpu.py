@@ -29,7 +29,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 def sources() -> list[object]:
-    from strategies.base import EncodedImage
+    from models.core.conversation import EncodedImage
 
     return [EncodedImage("JPEG", jpeg(640, 480, seed=s), (640, 480)) for s in range(3)] + [
         EncodedImage("JPEG", jpeg(300, 500, seed=9), (300, 500))
@@ -37,7 +37,7 @@ def sources() -> list[object]:
 
 
 def test_nvjpeg_batch_decode_matches_cpu_decode() -> None:
-    from models.clip_pixels import decode_jpegs
+    from models.encoders.clip_pixels import decode_jpegs
 
     items = sources()
     on_gpu = decode_jpegs(items, "cuda")  # type: ignore[arg-type]
@@ -50,8 +50,8 @@ def test_nvjpeg_batch_decode_matches_cpu_decode() -> None:
 
 
 def test_a_corrupt_jpeg_falls_back_without_failing_the_batch() -> None:
-    from models.clip_pixels import decode_jpegs
-    from strategies.base import EncodedImage
+    from models.core.conversation import EncodedImage
+    from models.encoders.clip_pixels import decode_jpegs
 
     items = [*sources()[:2], EncodedImage("JPEG", b"\xff\xd8\xff\xe0 broken", (640, 480))]
     out = decode_jpegs(items, "cuda")
@@ -61,10 +61,10 @@ def test_a_corrupt_jpeg_falls_back_without_failing_the_batch() -> None:
 def test_cuda_embeddings_agree_with_cpu(tiny: tuple[str, Path]) -> None:
     import numpy as np
 
-    from app.images import open_image
+    from app.images.decode import open_image
     from app.settings import LimitSettings
-    from models.encoders import build_encoder
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
+    from models.encoders.conversation import build_encoder
 
     name, weights = tiny
     limits = LimitSettings()
@@ -83,8 +83,9 @@ def test_cuda_embeddings_agree_with_cpu(tiny: tuple[str, Path]) -> None:
 
 async def test_auto_strategy_routes_jpegs_on_cuda(tiny: tuple[str, Path], tmp_path: Path) -> None:
     from bench.bench_auto import context, random_artifact
-    from strategies.auto import AutoStrategy
-    from strategies.base import Conversation, RouteOptions
+    from models.core.conversation import Conversation
+    from strategies.auto.strategy import AutoStrategy
+    from strategies.base import RouteOptions
 
     name, weights = tiny
     artifact = random_artifact(name, str(weights), "cuda", tmp_path / "artifact", None)
@@ -92,7 +93,7 @@ async def test_auto_strategy_routes_jpegs_on_cuda(tiny: tuple[str, Path], tmp_pa
     strategy = AutoStrategy(ctx)
     await strategy.start()
     try:
-        from app.images import open_image
+        from app.images.decode import open_image
         from app.settings import LimitSettings
 
         image = open_image(jpeg(640, 480), LimitSettings(), "p", preview=True)
@@ -108,10 +109,10 @@ def test_cuda_graph_towers_match_eager_towers(tiny: tuple[str, Path], batch: int
     give the eager towers' embeddings, with and without images."""
     import numpy as np
 
-    from app.images import open_image
+    from app.images.decode import open_image
     from app.settings import LimitSettings
-    from models.encoders import build_encoder
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
+    from models.encoders.conversation import build_encoder
 
     name, weights = tiny
     graphed = build_encoder(
@@ -141,7 +142,7 @@ def test_cuda_graphs_are_captured_by_the_auto_strategy(
     tiny: tuple[str, Path], tmp_path: Path
 ) -> None:
     from bench.bench_auto import context, random_artifact
-    from strategies.auto import AutoStrategy
+    from strategies.auto.strategy import AutoStrategy
 
     name, weights = tiny
     artifact = random_artifact(name, str(weights), "cuda", tmp_path / "artifact", None)

@@ -15,8 +15,9 @@ import pytest_asyncio
 
 from app.metrics import RouterMetrics
 from app.settings import Settings
-from strategies.base import Conversation, RouteOptions, StrategyContext
-from strategies.intent import IntentStrategy
+from models.core.conversation import Conversation
+from strategies.base import RouteOptions, StrategyContext
+from strategies.intent.strategy import IntentStrategy
 from tests.integration.test_intent_vllm_engine import (
     CONVERSATIONS,
     MAX_MODEL_LEN,

@@ -41,7 +41,7 @@ class Trained:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     pytest.importorskip("open_clip")
-    from app.cli import main
+    from app.cli.main import main
     from tests.tiny_clip import TINY_CLIP_NAME, register_tiny_clip, routing_yaml, write_dataset
 
     root = tmp_path_factory.mktemp("auto-clip")
@@ -188,7 +188,7 @@ async def test_missing_artifact_fails_startup(trained: Trained, tmp_path: Path) 
 def test_eval_cli_writes_report_and_plot(
     trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.cli import main
+    from app.cli.main import main
 
     monkeypatch.setenv("ROUTER_AUTO__ENCODER", trained.encoder)
     monkeypatch.setenv("ROUTER_AUTO__PRETRAINED", str(trained.weights))
@@ -220,8 +220,8 @@ def test_open_clip_vector_layout_and_start_truncation(trained: Trained) -> None:
     import numpy as np
     from PIL import Image
 
-    from models.encoders import build_encoder
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
+    from models.encoders.conversation import build_encoder
 
     enc = build_encoder(trained.encoder, str(trained.weights))
     half = enc.dim // 2

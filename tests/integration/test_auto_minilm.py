@@ -63,8 +63,8 @@ async def test_shipped_router_serves_and_honours_overrides() -> None:
 def test_minilm_keeps_the_latest_turn_token_exact() -> None:
     import numpy as np
 
-    from models.encoders import build_encoder
-    from strategies.base import Conversation, Turn
+    from models.core.conversation import Conversation, Turn
+    from models.encoders.conversation import build_encoder
 
     enc = build_encoder("minilm", max_tokens=32)
     long = Conversation(turns=(

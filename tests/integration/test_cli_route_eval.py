@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import empty_dir, png_bytes
 
 pytestmark = pytest.mark.embedding
@@ -24,7 +24,7 @@ DEV_SET = ROOT / "bench" / "data" / "intent-dev.jsonl"
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
     env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    code = "import sys; from app.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from app.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=empty_dir(),

@@ -1,4 +1,4 @@
-"""The tensor image path (models/clip_pixels.py) against open_clip's own PIL transform, on
+"""The tensor image path (models/encoders/clip_pixels.py) against open_clip's own PIL transform, on
 CPU with the tiny CLIP: pixels within one uint8 level, embeddings cosine >= 0.999; JPEG
 bytes kept by the edge; the device decoder's per-image fallback."""
 
@@ -30,7 +30,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 def decoded(data: bytes) -> object:
-    from app.images import open_image
+    from app.images.decode import open_image
     from app.settings import LimitSettings
 
     return open_image(data, LimitSettings(), "messages[0]")
@@ -49,7 +49,7 @@ def test_tensor_preprocessing_matches_open_clip(tiny: tuple[str, Path], name: st
     import open_clip
     import torch
 
-    from models.clip_pixels import PixelSpec, pil_to_uint8, to_pixels
+    from models.encoders.clip_pixels import PixelSpec, pil_to_uint8, to_pixels
 
     model_name, weights = tiny
     model, _, preprocess = open_clip.create_model_and_transforms(
@@ -69,8 +69,8 @@ def test_tensor_preprocessing_matches_open_clip(tiny: tuple[str, Path], name: st
 def test_embeddings_agree_with_the_pil_path(tiny: tuple[str, Path]) -> None:
     import numpy as np
 
-    from models.encoders import build_encoder
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
+    from models.encoders.conversation import build_encoder
 
     model_name, weights = tiny
     tensor_path = build_encoder(model_name, str(weights), device_images=True)
@@ -88,9 +88,9 @@ def test_embeddings_agree_with_the_pil_path(tiny: tuple[str, Path]) -> None:
 
 
 def test_edge_keeps_the_original_bytes_and_preview_decodes_small() -> None:
-    from app.images import open_image
+    from app.images.decode import open_image
     from app.settings import LimitSettings
-    from strategies.base import encoded_source
+    from models.core.conversation import encoded_source
 
     data = jpeg(640, 480)
     full = open_image(data, LimitSettings(), "p")
@@ -102,9 +102,9 @@ def test_edge_keeps_the_original_bytes_and_preview_decodes_small() -> None:
 
 
 def test_preview_still_refuses_a_truncated_jpeg() -> None:
-    from app.errors import BadRequestError
-    from app.images import open_image
+    from app.images.decode import open_image
     from app.settings import LimitSettings
+    from models.core.errors import BadRequestError
 
     data = jpeg(640, 480)
     with pytest.raises(BadRequestError, match="corrupt or truncated"):
@@ -112,8 +112,8 @@ def test_preview_still_refuses_a_truncated_jpeg() -> None:
 
 
 def test_device_decoder_falls_back_per_image() -> None:
-    from models.clip_pixels import decode_jpegs, pil_to_uint8
-    from strategies.base import EncodedImage
+    from models.core.conversation import EncodedImage
+    from models.encoders.clip_pixels import decode_jpegs, pil_to_uint8
 
     good = EncodedImage("JPEG", jpeg(640, 480), (640, 480))
     bad = EncodedImage("JPEG", b"\xff\xd8\xff\xe0 not really a jpeg", (640, 480))
@@ -129,9 +129,8 @@ def test_device_decoder_falls_back_per_image() -> None:
 def test_cpu_never_uses_the_device_decoder(
     tiny: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from models import clip_pixels
-    from models.encoders import build_encoder
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
+    from models.encoders.conversation import build_encoder, clip_pixels
 
     def refuse(*args: object) -> None:
         raise AssertionError("decode_jpegs called on a CPU device")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.main import create_app
+from app.server.factory import create_app
 from tests.fuzzing import fuzz_app
 from tests.helpers import make_settings
 

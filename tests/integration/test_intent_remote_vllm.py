@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import app_client, make_settings, user
 from tests.tiny_models import build_tiny_qwen3
 from tests.vllm_server import VllmServer

@@ -17,12 +17,14 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from app.config import RoutingConfig, parse_routing_config
 from app.metrics import RouterMetrics
-from app.settings import IntentSettings, Settings
-from models.vllm_engine import EngineStartupError, VllmEngine
-from strategies.base import Conversation, RouteOptions, StrategyContext, Turn
-from strategies.intent import IntentStrategy
+from app.settings import Settings
+from models.core.conversation import Conversation, Turn
+from models.core.routing_config import RoutingConfig, parse_routing_config
+from models.inference.vllm_engine import EngineStartupError, VllmEngine
+from strategies.base import RouteOptions, StrategyContext
+from strategies.intent.strategy import IntentStrategy
+from strategies.settings import IntentSettings
 from tests.tiny_models import build_tiny_qwen3
 
 pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module")]

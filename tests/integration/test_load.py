@@ -18,8 +18,8 @@ import httpx
 import orjson
 import pytest
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import (
     FAKE,
     data_url,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import data_url, png_bytes, server_process
 
 pytestmark = pytest.mark.embedding

@@ -133,7 +133,7 @@ async def test_serving_uses_the_head(trained: Path) -> None:
 async def test_lexical_head_serves_its_offline_probabilities(trained: Path) -> None:
     """--features lexical: the artifact carries the n-gram vocabulary, and the service's
     scores are the head's probabilities for the embedding *and* the text."""
-    from models.intent_head import TextEmbedder, clip_text, load_head
+    from models.intents.head import TextEmbedder, clip_text, load_head
 
     out = trained / "lexical"
     proc = cli("train-intents", str(trained / "train.jsonl"), "--config",
@@ -192,8 +192,8 @@ def _separation(x: np.ndarray, labels: list[str]) -> float:
 def test_fine_tuning_pulls_each_intent_together(tmp_path: Path) -> None:
     """The tuned encoder separates the intents it was tuned on better than the packaged
     one, and its loss goes down; the directory loads as a sentence encoder."""
-    from models.intent_finetune import FineTuneConfig, fine_tune_encoder
-    from models.minilm import SentenceEncoder
+    from models.encoders.sentence import SentenceEncoder
+    from models.intents.fine_tune import FineTuneConfig, fine_tune_encoder
 
     texts = WEATHER + CODING + OTHER
     labels = ["weather"] * 10 + ["coding"] * 10 + ["other"] * 10
@@ -233,7 +233,7 @@ def test_fine_tuned_head_records_its_encoder(trained: Path, tuned: Path) -> None
 async def test_serving_runs_the_fine_tuned_encoder(tuned: Path) -> None:
     """The service's scores are the head's probabilities over the *tuned* encoder's
     embedding; the packaged encoder's would differ."""
-    from models.intent_head import TextEmbedder, clip_text, load_head
+    from models.intents.head import TextEmbedder, clip_text, load_head
 
     head, _ = load_head(tuned / "intent-head")
     text = PROBE
@@ -269,7 +269,7 @@ def test_fine_tune_needs_a_whole_number_of_epochs(trained: Path) -> None:
 def test_per_channel_int8_stays_closer_to_full_precision() -> None:
     """Why per-channel is the default int8 scheme: its embeddings are nearer the fp32
     ones than per-tensor int8's, at the same speed."""
-    from models.minilm import SentenceEncoder
+    from models.encoders.sentence import SentenceEncoder
 
     texts = WEATHER + CODING + OTHER
     full = SentenceEncoder().encode(texts)
@@ -285,7 +285,7 @@ async def test_heads_from_before_per_channel_keep_per_tensor_int8(
 ) -> None:
     """A head whose manifest says ``quantized: true`` (written before schemes were
     recorded) is served with the per-tensor int8 encoder it was trained with."""
-    from models.intent_head import TextEmbedder, clip_text, load_head
+    from models.intents.head import TextEmbedder, clip_text, load_head
 
     copy = with_encoder_entry(trained / "out", tmp_path / "legacy", quantized=True)
     head, _ = load_head(copy / "intent-head")

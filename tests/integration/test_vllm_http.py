@@ -16,8 +16,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import (
     app_client,
     data_url,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import ROOT, server_process
 from tests.tiny_models import build_tiny_qwen3
 

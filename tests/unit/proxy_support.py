@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import respx
 
-from app.config import RoutingConfig
+from models.core.routing_config import RoutingConfig
 from tests.helpers import app_client, make_settings
 
 ALPHA_KEY = "sk-alpha-secret-123"

@@ -16,9 +16,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.responses import StreamingResponse
 
-from app.main import RouterState, create_app
-from app.schemas import recommendation_stream
-from strategies.base import Conversation, RouteOptions, RoutingDecision
+from app.api.schemas import recommendation_stream
+from app.api.state import RouterState
+from app.server.factory import create_app
+from models.core.conversation import Conversation
+from strategies.base import RouteOptions, RoutingDecision
 from tests.fakes import FakeStrategy
 from tests.helpers import make_settings, user, wait_ready
 
@@ -129,7 +131,7 @@ async def test_admission_is_checked_before_the_body_is_read(gate: asyncio.Event)
 
 
 class HeldStreamProxy:
-    """Stands in for app.proxy.Proxy: answers with a stream that waits for ``done``."""
+    """Stands in for app.proxy.forward.Proxy: answers with a stream that waits for ``done``."""
 
     def __init__(self) -> None:
         self.done = asyncio.Event()
@@ -244,7 +246,7 @@ def test_the_recommendation_stream_is_async() -> None:
 
 
 async def test_admission_is_fifo_and_a_cancelled_waiter_leaks_no_slot() -> None:
-    from app.admission import Admission
+    from app.api.admission import Admission
     from app.metrics import RouterMetrics
 
     admission = Admission(limit=1, max_queued=4, timeout_s=5, metrics=RouterMetrics())

@@ -7,7 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from strategies.base import Conversation, RouteOptions, RoutingDecision
+from models.core.conversation import Conversation
+from strategies.base import RouteOptions, RoutingDecision
 from tests.fakes import FakeStrategy
 from tests.helpers import app_client, make_settings, user, wait_ready
 

@@ -9,8 +9,8 @@ import httpx
 import orjson
 import pytest
 
-from app.config import load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.routing_config import load_routing_config
 from tests.helpers import app_client, data_url, image_message, png_bytes, user
 
 CONFIGURED = load_routing_config(DEFAULT_CONFIG).model_names

@@ -12,16 +12,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from models.artifact import (  # noqa: E402
+from models.routers.artifact import (  # noqa: E402
     ArtifactError,
     Manifest,
     check_compatible,
-    encoder_info,
+    encoder_record,
     load_weights,
     read_manifest,
     save_artifact,
 )
-from models.router_mlp import MLPConfig, RouterMLP  # noqa: E402
+from models.routers.mlp import MLPConfig, RouterMLP  # noqa: E402
 
 MODELS = ["big", "small"]
 
@@ -40,7 +40,7 @@ class StubEncoder:
 def artifact(tmp_path: Path) -> Path:
     model = RouterMLP(MLPConfig(in_dim=16, n_out=2, hidden=(8,), members=2))
     manifest = Manifest(
-        encoder=encoder_info(StubEncoder()), models=list(MODELS), mlp=model.cfg.to_dict()
+        encoder=encoder_record(StubEncoder()), models=list(MODELS), mlp=model.cfg.to_dict()
     )
     return save_artifact(tmp_path / "art", model, manifest)
 

@@ -14,17 +14,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from models.artifact import (  # noqa: E402
+from models.routers.artifact import (  # noqa: E402
     ArtifactError,
     Manifest,
     budget_operating_point,
     load_weights,
     save_artifact,
 )
-from models.router_mlp import MLPConfig, RouterMLP  # noqa: E402
-from models.router_select import choose  # noqa: E402
-from models.routers import shape_of  # noqa: E402
-from models.task_prior import fit_clusters, prior_probabilities  # noqa: E402
+from models.routers.mlp import MLPConfig, RouterMLP  # noqa: E402
+from models.routers.registry import shape_of  # noqa: E402
+from models.routers.task_prior import fit_clusters, prior_probabilities  # noqa: E402
+from models.training.selection import choose  # noqa: E402
 
 DIM = 8
 COST = 1e-3  # the expensive model's cost per prompt: 1 $/1k
@@ -161,11 +161,11 @@ class _Encoder:
 
 
 def _strategy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auto: str) -> Any:
-    from app.config import load_routing_config
     from app.metrics import RouterMetrics
     from app.settings import Settings
-    from models import encoders
-    from strategies.auto import AutoStrategy
+    from models.core.routing_config import load_routing_config
+    from models.encoders import conversation as encoders
+    from strategies.auto.strategy import AutoStrategy
     from strategies.base import StrategyContext
 
     config_file = tmp_path / "art" / "routing.yaml"
@@ -185,7 +185,7 @@ def test_the_auto_strategy_serves_the_configured_budget(
 ) -> None:
     """At 0.35 (alpha 0) each kind goes to its cluster's model; at 2 (alpha 1) the router
     alone prefers "a" everywhere; without a budget the recorded one alpha (0.5) serves."""
-    from strategies.base import Conversation
+    from models.core.conversation import Conversation
 
     _artifact(tmp_path, {"0.35": 0.0, "2": 1.0})
     convs = [Conversation.from_text(f"kind{k}") for k in range(3)]
@@ -207,7 +207,7 @@ def test_the_auto_strategy_serves_the_configured_budget(
 def test_an_unrecorded_budget_is_a_startup_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from strategies.auto import AutoStrategyError
+    from strategies.auto.strategy import AutoStrategyError
 
     _artifact(tmp_path, {"0.35": 0.0, "2": 1.0})
     strategy = _strategy(tmp_path, monkeypatch, "  budget_per_1k: 0.5\n")
@@ -224,7 +224,8 @@ def test_an_unrecorded_budget_is_a_startup_error(
     ],
 )
 def test_bad_budget_settings_are_config_errors(tmp_path: Path, auto: str, message: str) -> None:
-    from app.config import ConfigError, load_routing_config
+    from models.core.errors import ConfigError
+    from models.core.routing_config import load_routing_config
 
     path = tmp_path / "routing.yaml"
     path.write_text(f"models:\n  - {{name: a}}\nauto:\n  artifact: x\n{auto}")
@@ -239,8 +240,8 @@ def test_training_records_per_budget_alphas_and_writes_the_budget(
     routing config serves the last budget with auto.budget_per_1k."""
     import yaml
 
-    from models import train_run
-    from models.training import TrainConfig
+    from models.training import job as train_run
+    from models.training.fit_mlp import TrainConfig
 
     rng = np.random.default_rng(3)
     n = 400
@@ -276,7 +277,7 @@ def test_training_records_per_budget_alphas_and_writes_the_budget(
 def test_eval_scores_each_budget_with_its_own_alpha() -> None:
     """quality_report: a budget with its own probabilities is scored with them (and says
     its alpha); others use the served probabilities."""
-    from models.eval_report import quality_report
+    from models.evaluation.report import quality_report
 
     data = two_tasks()
     scores, costs = data["scores"], data["costs"]
@@ -304,9 +305,9 @@ def test_llm_router_eval_replays_each_budget_with_its_alpha(
     model, quality 1.0), not with the served probabilities (quality 1/3)."""
     import asyncio
 
-    from app.config import load_routing_config
-    from app.evaluate import evaluate_quality
+    from app.cli.replay import evaluate_quality
     from app.settings import Settings
+    from models.core.routing_config import load_routing_config
 
     _artifact(tmp_path, {"0.35": 0.0, "2": 1.0})
     _strategy(tmp_path, monkeypatch, "  budget_per_1k: 2\n")  # writes the config
@@ -332,7 +333,7 @@ def test_llm_router_eval_replays_each_budget_with_its_alpha(
 def test_eval_cost_weight_with_a_budget_config_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app.cli import main
+    from app.cli.main import main
 
     data = tmp_path / "rows.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}],
@@ -350,7 +351,7 @@ def test_a_refitted_prior_that_overspends_moves_the_budget_back_inside() -> None
     prior now sends more prompts to the paid model, the point is over the budget on the
     very rows it was chosen on; the check moves cost_weight to the best point within it.
     A point still within its budget keeps what validation chose."""
-    from models.router_select import keep_within_budgets
+    from models.training.selection import keep_within_budgets
 
     data = two_tasks()
     chosen = _choose(data, "alpha")

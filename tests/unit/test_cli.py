@@ -45,7 +45,7 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60)
 
 
 SERVE = ["-m", "app"]
-ROUTE = ["-m", "app.cli", "route", "hello"]
+ROUTE = ["-m", "app.cli.main", "route", "hello"]
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_strategy_that_fails_to_start_stops_the_server(tmp_path: Path) -> None:
 
 
 def test_help_lists_the_subcommands() -> None:
-    proc = run(["-m", "app.cli", "--help"])
+    proc = run(["-m", "app.cli.main", "--help"])
     assert proc.returncode == 0
     for sub in ("serve", "route", "eval"):
         assert sub in proc.stdout
@@ -154,4 +154,4 @@ def test_help_lists_the_subcommands() -> None:
 
 def test_console_script_is_declared() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["scripts"]["llm-router"] == "app.cli:main"
+    assert project["project"]["scripts"]["llm-router"] == "app.cli.main:main"

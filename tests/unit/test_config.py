@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, load_routing_config
 from app.settings import DEFAULT_CONFIG
+from models.core.errors import ConfigError
+from models.core.routing_config import load_routing_config
 
 NANO = "nvidia/nvidia-nemotron-nano-9b-v2"
 VL = "nvidia/nemotron-nano-12b-v2-vl"

@@ -1,4 +1,4 @@
-"""app.conversation.normalise: one typed Conversation from a validated request."""
+"""app.api.intake.normalise: one typed Conversation from a validated request."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from app.conversation import normalise
-from app.errors import BadRequestError
-from app.schemas import ChatCompletionRequest
-from strategies.base import IMAGE_MARKER
+from app.api.intake import normalise
+from app.api.schemas import ChatCompletionRequest
+from models.core.conversation import IMAGE_MARKER
+from models.core.errors import BadRequestError
 from tests.helpers import data_url, image_message, jpeg_bytes, make_settings, png_bytes, user
 
 

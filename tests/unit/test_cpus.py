@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cpus import cgroup_cpu_limit, usable_cpus
+from app.server.cpus import cgroup_cpu_limit, usable_cpus
 
 
 @pytest.fixture
@@ -64,11 +64,11 @@ def test_no_cgroup_files_and_tiny_quota(tmp_path: Path, many_cores: None) -> Non
 def test_torch_threads_follow_usable_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from app import main, workers
+    from app.server import cpus
     from app.settings import Settings
 
-    monkeypatch.setattr(workers, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 4)
     monkeypatch.setitem(sys.modules, "torch", None)  # not imported: sets OMP_NUM_THREADS
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    main._set_torch_threads(workers.torch_threads(Settings()))
+    cpus.set_torch_threads(cpus.torch_threads(Settings()))
     assert os.environ["OMP_NUM_THREADS"] == "3"

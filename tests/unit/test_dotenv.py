@@ -74,7 +74,7 @@ def test_cli_reads_dotenv_in_its_working_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "route", "hello"],
+        [sys.executable, "-m", "app.cli.main", "route", "hello"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

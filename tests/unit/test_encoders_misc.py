@@ -1,5 +1,5 @@
 def test_cuda_graph_buckets_cover_every_batch_up_to_the_micro_batch_size() -> None:
-    from models.cuda_graphs import buckets_up_to
+    from models.encoders.cuda_graphs import buckets_up_to
 
     assert buckets_up_to(32) == [1, 2, 4, 8, 16, 32]
     assert buckets_up_to(24) == [1, 2, 4, 8, 16, 24]

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import IntentSettings
-from strategies import intent_vllm
+from strategies.intent import vllm as intent_vllm
+from strategies.settings import IntentSettings
 from tests.helpers import app_client, make_settings, user
 from tests.unit.test_intent_vllm import FakeEngine
 
@@ -103,7 +103,7 @@ async def test_no_exit_when_disabled_but_still_unready(
 
 
 async def test_a_failed_request_is_not_a_death(engine: FakeEngine) -> None:
-    from models.vllm_engine import EngineRequestError
+    from models.inference.vllm_engine import EngineRequestError
 
     fatal: list[str] = []
     async with app_client(settings(), on_fatal=fatal.append) as client:

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.main import create_app
-from strategies.base import StrategyUnavailableError
+from app.server.factory import create_app
+from models.core.errors import StrategyUnavailableError
 from tests.fakes import FakeStrategy
 from tests.helpers import make_settings, user, wait_ready
 

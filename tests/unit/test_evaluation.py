@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import evaluation as ev
-from models.eval_report import quality_report
+from models.evaluation import metrics as ev
+from models.evaluation.report import quality_report
 
 WEAK = {"quality": 0.5, "cost": 1.0}
 STRONG = {"quality": 1.0, "cost": 11.0}

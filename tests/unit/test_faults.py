@@ -15,8 +15,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-import strategies.intent
-from app.main import RouterState, create_app
+import strategies.intent.strategy
+from app.api.state import RouterState
+from app.server.factory import create_app
 from tests.fakes import FakeStrategy, Faults
 from tests.helpers import make_settings, user, wait_ready
 
@@ -30,7 +31,9 @@ FALLBACK_MODEL = "nvidia/nvidia-nemotron-nano-9b-v2"  # the default config's 'ot
 
 @pytest.fixture(autouse=True)
 def fake_intent_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(strategies.intent.BACKENDS, "embedding", "tests.fakes:FakeIntentClassifier")
+    monkeypatch.setitem(
+        strategies.intent.strategy.BACKENDS, "embedding", "tests.fakes:FakeIntentClassifier"
+    )
 
 
 @asynccontextmanager

@@ -19,8 +19,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from PIL import Image
 
-from app.image_fetch import is_public_address
-from app.main import create_app
+from app.images.fetch import is_public_address
+from app.server.factory import create_app
 from tests.helpers import bomb_png, data_url, image_message, make_settings, png_bytes, wait_ready
 from tests.netguard import Reply, image_server, loopback_only  # noqa: F401
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.image_fetch import is_public_address, parse_url
-from app.main import create_app
+from app.images.fetch import is_public_address, parse_url
+from app.server.factory import create_app
 from tests.helpers import image_message, make_settings, png_bytes, wait_ready
 from tests.netguard import Reply, image_server, loopback_only  # noqa: F401
 

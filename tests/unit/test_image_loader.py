@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from app import images
-from app.errors import OverloadedError, status_of
-from app.image_loader import INLINE_BYTES, PixelBudget
+from app.errors import status_of
+from app.images import decode as images
+from app.images.loader import INLINE_BYTES, PixelBudget
+from models.core.errors import OverloadedError
 from tests.helpers import app_client, data_url, image_message, make_settings, png_bytes
 
 CHAT = "/v1/chat/completions"
@@ -35,7 +36,7 @@ async def post(client: Any, *urls: str) -> Any:
 
 
 def record_threads(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
-    """Wrap ``app.images.<name>`` to record which thread ran it."""
+    """Wrap ``app.images.decode.<name>`` to record which thread ran it."""
     seen: list[str] = []
     real: Callable[..., Any] = getattr(images, name)
 

@@ -8,9 +8,9 @@ import io
 import pytest
 from PIL import Image
 
-from app.errors import BadRequestError, PayloadTooLargeError
-from app.images import open_image
+from app.images.decode import open_image
 from app.settings import LimitSettings
+from models.core.errors import BadRequestError, PayloadTooLargeError
 from tests.helpers import jpeg_bytes, png_bytes
 
 

@@ -10,15 +10,16 @@ import pytest
 
 pytest.importorskip("torch")
 
-from app.config import ConfigError, load_routing_config
-from models.intent_data import IntentDataError, read_intent_rows
-from models.intent_head import (
+from models.core.errors import ConfigError
+from models.core.routing_config import load_routing_config
+from models.intents.data import IntentDataError, read_intent_rows
+from models.intents.fit import fit_intents
+from models.intents.head import (
     IntentHeadError,
     check_head_encoder,
     load_head,
     save_head,
 )
-from models.intent_train import fit_intents
 
 
 def blobs(n_per: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -67,7 +68,7 @@ def test_head_round_trip_and_encoder_mismatch(tmp_path: Path) -> None:
 def test_recorded_quantization_schemes(tmp_path: Path) -> None:
     """``quantized: true`` in a manifest is per-tensor int8 (written before schemes were
     recorded); the service runs a head with the scheme it was trained with."""
-    from models.intent_head import head_quantization
+    from models.intents.head import head_quantization
 
     info = {"name": "enc", "dim": 8, "fingerprint": "abc"}
     legacy = {"encoder": {**info, "quantized": True}}
@@ -120,7 +121,7 @@ def test_oos_share_reweights_the_threshold_choice() -> None:
     keep = [i for i, label in enumerate(y) if label != "other" or i % 8 == 0]
     x, y = x[keep], [y[i] for i in keep]
     head = fit_intents(x, y, np.zeros((0, 8), np.float32), [], val_fraction=0.3).head
-    from models.intent_train import best_threshold
+    from models.intents.fit import best_threshold
 
     plain, _ = best_threshold(head, x, y)
     balanced, _ = best_threshold(head, x, y, oos_share=0.5)
@@ -149,7 +150,7 @@ def keyword_rows(n: int, seed: int) -> tuple[list[str], list[str]]:
 
 
 def test_lexical_features_blocks_are_unit_length_and_unknown_grams_ignored() -> None:
-    from models.intent_features import LexicalFeatures, char_grams
+    from models.intents.features import LexicalFeatures, char_grams
 
     # " ab " has 3-grams; at n=4 the padded word is used whole, once, and longer n stop
     assert char_grams(["ab"]) == ["c  ab", "c ab ", "c  ab "]
@@ -218,7 +219,7 @@ def test_heads_saved_before_lexical_features_still_load(tmp_path: Path) -> None:
 
 
 def test_threshold_choice_matches_brute_force() -> None:
-    from models.intent_train import _weights, choose_threshold
+    from models.intents.fit import _weights, choose_threshold
 
     rng = np.random.default_rng(0)
     for trial in range(200):
@@ -245,8 +246,9 @@ async def test_served_decisions_use_the_lexical_features(
     only be right on both intents when the service passes the turn's text to it."""
     from app.metrics import RouterMetrics
     from app.settings import Settings
-    from strategies import intent_embedding
-    from strategies.base import Conversation, StrategyContext
+    from models.core.conversation import Conversation
+    from strategies.base import StrategyContext
+    from strategies.intent import embedding as intent_embedding
 
     info = {"name": "same-vector", "dim": 8, "fingerprint": "f", "quantized": False}
 
@@ -260,7 +262,7 @@ async def test_served_decisions_use_the_lexical_features(
             return np.tile(np.eye(8, dtype=np.float32)[0], (len(texts), 1))
 
     monkeypatch.setattr(intent_embedding, "SentenceEncoder", SameVector)
-    monkeypatch.setattr(intent_embedding, "encoder_info", lambda enc: info)
+    monkeypatch.setattr(intent_embedding, "encoder_identity", lambda enc: info)
     texts, labels = keyword_rows(80, seed=0)
     x = SameVector().encode(texts)
     fit = fit_intents(x, labels, np.zeros((0, 8), np.float32), [], texts=texts,
@@ -288,7 +290,7 @@ async def test_served_decisions_use_the_lexical_features(
 
 
 def test_several_oos_shares_share_the_fits_but_not_the_thresholds() -> None:
-    from models.intent_train import fit_intents_for_shares
+    from models.intents.fit import fit_intents_for_shares
 
     x, y = blobs(40)
     keep = [i for i, label in enumerate(y) if label != "other" or i % 8 == 0]
@@ -310,9 +312,9 @@ def test_fine_tuning_never_tunes_on_the_rows_that_choose_the_head(
     repeat them) to choose the head, then once on every row for the encoder it saves."""
     import zlib
 
-    from models import train_intents
-    from models.intent_finetune import FineTuneConfig
-    from models.intent_train import stratified_split
+    from models.intents import job as train_intents
+    from models.intents.fine_tune import FineTuneConfig
+    from models.intents.fit import stratified_split
 
     tuned_on: list[list[str]] = []
 
@@ -345,6 +347,6 @@ def test_fine_tuning_never_tunes_on_the_rows_that_choose_the_head(
     assert not {texts[i] for i in val} & set(choose_on)
     assert "refund please" in choose_on
     assert set(final) == {*texts, "refund please"}
-    assert got.encoder_info["path"] == "encoder" and got.tuning == {"rows": len(final)}
+    assert got.encoder_identity["path"] == "encoder" and got.tuning == {"rows": len(final)}
     assert "encoder tuned without it" in str(got.result.metrics["validation"])
     assert got.result.metrics["n_rows"] == 40

@@ -13,18 +13,20 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import parse_routing_config
 from app.metrics import RouterMetrics
 from app.settings import Settings
-from strategies import intent_remote
-from strategies.base import Conversation, RouteOptions, StrategyContext, StrategyUnavailableError
-from strategies.intent import IntentStrategy
-from strategies.intent_prompt import INSTRUCTION, QUESTION
-from strategies.intent_remote import (
+from models.core.conversation import Conversation
+from models.core.errors import StrategyUnavailableError
+from models.core.routing_config import parse_routing_config
+from strategies.base import RouteOptions, StrategyContext
+from strategies.intent import remote as intent_remote
+from strategies.intent.prompt import INSTRUCTION, QUESTION
+from strategies.intent.remote import (
     RemoteClassifierError,
     RemoteIntentClassifier,
     RemoteStartupError,
 )
+from strategies.intent.strategy import IntentStrategy
 from tests.helpers import app_client, make_settings, user
 
 BASE = "http://vllm.test:8000/v1"

@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from app.config import RoutingConfig, load_routing_config, parse_routing_config
 from app.metrics import RouterMetrics
-from app.settings import DEFAULT_CONFIG, IntentSettings, Settings
-from models.vllm_engine import (
+from app.settings import DEFAULT_CONFIG, Settings
+from models.core.conversation import Conversation, Turn
+from models.core.errors import StrategyUnavailableError
+from models.core.routing_config import RoutingConfig, load_routing_config, parse_routing_config
+from models.inference.vllm_engine import (
     CPU_KV_CACHE_BYTES,
     ChoiceOutput,
     EngineDeadError,
@@ -30,22 +32,17 @@ from models.vllm_engine import (
     engine_kwargs,
     explain_startup_failure,
 )
-from strategies import intent_vllm
-from strategies.base import (
-    Conversation,
-    RouteOptions,
-    StrategyContext,
-    StrategyUnavailableError,
-    Turn,
-)
-from strategies.intent import IntentStrategy
-from strategies.intent_vllm import (
+from strategies.base import RouteOptions, StrategyContext
+from strategies.intent import vllm as intent_vllm
+from strategies.intent.strategy import IntentStrategy
+from strategies.intent.vllm import (
     ELLIPSIS,
     INSTRUCTION,
     QUESTION,
     TURN_TOKEN_CAP,
     VllmIntentClassifier,
 )
+from strategies.settings import IntentSettings
 
 CUSTOM_YAML = """
 models:
@@ -438,7 +435,7 @@ async def test_engine_start_errors_are_readable(tmp_path: Path) -> None:
 
 def test_modules_do_not_import_vllm() -> None:
     code = (
-        "import sys, strategies.intent_vllm, models.vllm_engine, tests.tiny_models;"
+        "import sys, strategies.intent.vllm, models.inference.vllm_engine, tests.tiny_models;"
         "assert 'vllm' not in sys.modules, 'vllm imported'"
     )
     root = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from app.metrics import RouterMetrics
-from models.batching import BatcherClosedError, MicroBatcher, QueueFullError
+from models.inference.batching import BatcherClosedError, MicroBatcher, QueueFullError
 
 
 async def test_each_caller_gets_its_own_result_and_batches_form() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.conversation import normalise
-from app.schemas import ChatCompletionRequest
+from app.api.intake import normalise
+from app.api.schemas import ChatCompletionRequest
 from tests.helpers import app_client, make_settings
 from tests.unit.proxy_support import completion, proxy
 

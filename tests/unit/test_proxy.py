@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from app.config import RoutingConfig
+from models.core.routing_config import RoutingConfig
 from tests.helpers import data_url, image_message, png_bytes, user
 from tests.unit.proxy_support import ALPHA_KEY, CONFIG, completion, proxy
 

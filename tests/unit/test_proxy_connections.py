@@ -14,7 +14,7 @@ import pytest
 import respx
 from httpcore._backends.auto import AutoBackend
 
-from app.config import RoutingConfig
+from models.core.routing_config import RoutingConfig
 from tests.helpers import app_client, free_port, make_settings, user
 from tests.raw_upstream import RawUpstream
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from app.config import ModelConfig
+from models.core.routing_config import ModelConfig
 from tests.helpers import user
 from tests.unit.proxy_support import completion, opted_in, proxy
 

@@ -10,12 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.artifact import Manifest, load_weights, save_artifact  # noqa: E402
-from models.eval_report import quality_report  # noqa: E402
-from models.knn_router import KNNRouter, knn_probabilities, unit  # noqa: E402
-from models.router_select import choose  # noqa: E402
-from models.routers import shape_of  # noqa: E402
-from strategies.selection import PolicyParams, select  # noqa: E402
+from models.evaluation.report import quality_report  # noqa: E402
+from models.routers.artifact import Manifest, load_weights, save_artifact  # noqa: E402
+from models.routers.knn import KNNRouter, knn_probabilities, unit  # noqa: E402
+from models.routers.registry import shape_of  # noqa: E402
+from models.training.selection import choose  # noqa: E402
+from strategies.auto.selection import PolicyParams, select  # noqa: E402
 
 
 def clusters(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +122,8 @@ def test_training_records_the_decision_and_falls_back_on_noise(
     artifact must say 'always the better model' (the issue's 0.656 vs 0.676 case)."""
     import json
 
-    from models import train_run
-    from models.training import TrainConfig
+    from models.training import job as train_run
+    from models.training.fit_mlp import TrainConfig
 
     rng = np.random.default_rng(3)
     n = 400

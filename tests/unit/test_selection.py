@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from app.config import RoutingConfig
-from strategies.base import Conversation, RouteOptions, eligible_models
-from strategies.selection import PolicyParams, policy_params, select
+from models.core.conversation import Conversation
+from models.core.routing_config import RoutingConfig
+from strategies.auto.selection import PolicyParams, policy_params, select
+from strategies.base import RouteOptions, eligible_models
 
 COSTS = {"big": 1.0, "vl": 0.5, "small": 0.3}
 THRESHOLDS = {"big": 0.5, "vl": 0.65, "small": 0.6}

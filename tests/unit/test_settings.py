@@ -12,9 +12,9 @@ import pytest
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from app.cli import load_settings
-from app.config import ConfigError
+from app.cli.main import load_settings
 from app.settings import DEFAULT_CONFIG, Settings, get_settings
+from models.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -13,17 +13,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from models.artifact import ArtifactError, Manifest, load_weights, save_artifact  # noqa: E402
-from models.router_mlp import MLPConfig, RouterMLP  # noqa: E402
-from models.router_select import choose  # noqa: E402
-from models.routers import shape_of  # noqa: E402
-from models.task_prior import (  # noqa: E402
+from models.routers.artifact import ArtifactError, Manifest, load_weights, save_artifact  # noqa: E402
+from models.routers.mlp import MLPConfig, RouterMLP  # noqa: E402
+from models.routers.registry import shape_of  # noqa: E402
+from models.routers.task_prior import (  # noqa: E402
     ClusterPrior,
     TaskHeadPrior,
     fit_clusters,
     fit_task_head,
     prior_probabilities,
 )
+from models.training.selection import choose  # noqa: E402
 
 DIM = 8
 
@@ -144,13 +144,14 @@ def test_auto_strategy_routes_by_the_stored_prior(
 ) -> None:
     """alpha 0: the served probabilities are the prompt's cluster means, so each kind of
     prompt goes to the model that answers it; ignoring the prior would not."""
-    from app.config import load_routing_config
     from app.metrics import RouterMetrics
     from app.settings import Settings
-    from models import encoders
-    from models.train_run import write_routing_config
-    from strategies.auto import AutoStrategy
-    from strategies.base import Conversation, StrategyContext
+    from models.core.conversation import Conversation
+    from models.core.routing_config import load_routing_config
+    from models.encoders import conversation as encoders
+    from models.training.job import write_routing_config
+    from strategies.auto.strategy import AutoStrategy
+    from strategies.base import StrategyContext
 
     x, scores, _, _ = three_tasks(600)
     path = _blend_artifact(tmp_path, fit_clusters(x, scores, 3), 0.0)
@@ -172,9 +173,9 @@ def test_training_with_tasks_ships_a_task_level_prior(
     and route-by-task chosen on train, which eval applies to the evaluated rows."""
     from safetensors.torch import load_file
 
-    from models import train_run
-    from models.eval_report import quality_report
-    from models.training import TrainConfig
+    from models.evaluation.report import quality_report
+    from models.training import job as train_run
+    from models.training.fit_mlp import TrainConfig
 
     x, scores, tasks, _ = three_tasks(600, seed=4)
     costs = np.full_like(scores, 1e-3)
@@ -214,7 +215,7 @@ def test_training_with_tasks_ships_a_task_level_prior(
 
 def test_the_shipped_artifact_without_a_prior_still_loads() -> None:
     """Artifacts written before task-level priors (no prior. tensors, no prior_model)."""
-    from models.artifact import read_manifest
+    from models.routers.artifact import read_manifest
 
     shipped = Path(__file__).resolve().parents[2] / "models/artifacts/routerbench-minilm"
     manifest = read_manifest(shipped)

@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from app import workers
-from app.cli import main
+from app.api.readiness import WorkerGroup
+from app.cli.main import main
+from app.server import cpus, workers
+from app.server.cpus import torch_threads
+from app.server.workers import check_workers, worker_count
 from app.settings import Settings
-from app.workers import WorkerGroup, check_workers, torch_threads, worker_count
 from tests.helpers import app_client, make_settings
 
 
 @pytest.fixture
 def cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 8)
 
 
 def test_workers_default_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
