@@ -3,7 +3,7 @@
 Every field has a description and a default that works offline. The strategy sections
 (``intent``, ``auto``, ``batch``) are defined beside the strategies
 (:mod:`strategies.settings`); this module adds the service's own and reads them all.
-``.env.example`` lists them all; ``tests/unit/test_settings.py`` keeps that file in sync
+``.env.example`` lists them all; ``tests/unit/server/test_settings.py`` keeps that file in sync
 with these classes. A ``.env`` file in the working directory is read too; real
 environment variables win.
 """

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_service
 from bench.common import ROOT, md_table, write_results
-from bench.workloads import LENGTHS, WORKLOADS
+from bench.serving import bench_service
+from bench.serving.workloads import LENGTHS, WORKLOADS
 
 VENVS = {
     "clip": ROOT / ".venv-clip" / "bin" / "python",
@@ -130,22 +130,24 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     requests = 100 if args.quick else 300
-    run_module("bench.bench_parsing", ["--repeat", "10" if args.quick else "30"])
+    run_module("bench.serving.bench_parsing", ["--repeat", "10" if args.quick else "30"])
     service(requests, [1, 16, 64])
     run_module(
-        "bench.bench_workers",
+        "bench.serving.bench_workers",
         ["--requests", str(2 * requests), "--rounds", "1" if args.quick else "2"],
     )
     # goodput at the concurrency limit vs 2x and 8x it, retrying clients (target >= 0.8)
-    run_module("bench.bench_overload", ["--duration", "5" if args.quick else "10"])
+    run_module("bench.serving.bench_overload", ["--duration", "5" if args.quick else "10"])
     run_module("bench.plot", [])
     if VENVS["clip"].exists():
-        run_module("bench.bench_auto", ["--requests", "64" if args.quick else "200"], VENVS["clip"])
+        run_module(
+            "bench.routing.bench_auto", ["--requests", "64" if args.quick else "200"], VENVS["clip"]
+        )
     else:
         print("skipping bench_auto with open_clip: .venv-clip missing (make test creates it)")
     if VENVS["vllm"].exists():
         run_module(
-            "bench.bench_vllm",
+            "bench.intents.bench_vllm",
             ["--requests", "64" if args.quick else "128"],
             VENVS["vllm"],
             {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"},
@@ -156,7 +158,7 @@ def main() -> None:
     if not (ROOT / ".venv-litellm" / "bin" / "litellm").exists():
         print("bench_proxy without LiteLLM: .venv-litellm missing (make bench creates it)")
         proxy_args.append("--no-litellm")
-    run_module("bench.bench_proxy", proxy_args)
+    run_module("bench.serving.bench_proxy", proxy_args)
     if cuda_available():
         # GPU tests + the auto strategy on CUDA (strategy level, HTTP, 1/4/8 workers)
         subprocess.run(
@@ -169,7 +171,7 @@ def main() -> None:
         print("skipping GPU benchmarks: no CUDA here (on a GPU machine: make bench-gpu)")
     print(
         "the vLLM intent backend on a GPU needs the CUDA vllm package: "
-        "python -m bench.bench_vllm --arch qwen3-1.7b"
+        "python -m bench.intents.bench_vllm --arch qwen3-1.7b"
     )
     print(
         f"\nmake bench finished in {time.perf_counter() - began:.0f} s; "

@@ -28,7 +28,7 @@ status=0
 timeout 150 "$py" -m pytest -m "clip and gpu" tests/gpu -p no:cacheprovider -o addopts="" -q \
   -W ignore::DeprecationWarning 2>&1 | tee "$out/gpu-tests.log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
-auto() { timeout "$1" "$py" -m bench.bench_auto --device cuda --encoders open_clip:ViT-B-32 \
+auto() { timeout "$1" "$py" -m bench.routing.bench_auto --device cuda --encoders open_clip:ViT-B-32 \
   --out "$out" "${@:2}" || status=1; }
 # strategy level: decisions/s at c=1/16/64, batching on/off, CPU/GPU split per batch
 auto 150 --concurrency 1,16,64 --requests 512 --no-http --name auto-gpu-strategy

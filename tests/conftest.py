@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _no_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never read a developer's .env (tests/unit/test_dotenv.py turns it back on)."""
+    """Tests never read a developer's .env (tests/unit/server/test_dotenv.py turns it back on)."""
     from app.settings import Settings
 
     monkeypatch.setitem(Settings.model_config, "env_file", None)

@@ -24,7 +24,24 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    cost: float = Field(1.0, ge=0.0)
+    cost: float = Field(
+        1.0,
+        ge=0.0,
+        description="What the strategies rank by (only ratios matter). Left out while both "
+        "prices are set: USD per 1k requests of the config's typical_request token mix.",
+    )
+    input_price_per_1m: float | None = Field(
+        None, ge=0.0, description="USD per million prompt tokens, as the provider lists it."
+    )
+    output_price_per_1m: float | None = Field(
+        None, ge=0.0, description="USD per million completion tokens, as the provider lists it."
+    )
+    cached_input_price_per_1m: float | None = Field(
+        None,
+        ge=0.0,
+        description="USD per million cached prompt tokens (prompt_tokens_details."
+        "cached_tokens), where the provider discounts them; unset: the input price.",
+    )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     vision: bool = False
     description: str = ""
@@ -40,6 +57,26 @@ class ModelConfig(BaseModel):
         "connection lost once the request was sent (the upstream may have done, and "
         "billed, the work). Off: such a failure answers 504/502.",
     )
+
+    @model_validator(mode="after")
+    def _both_prices(self) -> ModelConfig:
+        priced = (self.input_price_per_1m is None, self.output_price_per_1m is None)
+        if priced[0] != priced[1]:
+            raise ValueError(
+                f"model '{self.name}': set both input_price_per_1m and output_price_per_1m "
+                "(USD per million tokens), or neither"
+            )
+        if self.cached_input_price_per_1m is not None and priced[0]:
+            raise ValueError(
+                f"model '{self.name}': cached_input_price_per_1m needs input_price_per_1m "
+                "and output_price_per_1m"
+            )
+        return self
+
+    @property
+    def priced(self) -> bool:
+        """Whether token prices are configured (costs in USD can be counted)."""
+        return self.input_price_per_1m is not None and self.output_price_per_1m is not None
 
 
 class IntentConfig(BaseModel):
@@ -84,12 +121,34 @@ class AutoConfig(BaseModel):
         return self
 
 
+def request_cost_per_1k(model: ModelConfig, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for 1,000 requests of this token mix at the model's prices."""
+    assert model.input_price_per_1m is not None and model.output_price_per_1m is not None
+    per_request = prompt_tokens * model.input_price_per_1m
+    per_request += completion_tokens * model.output_price_per_1m
+    return per_request / 1e6 * 1000
+
+
+class TypicalRequest(BaseModel):
+    """The token mix that turns per-token prices into one relative ``cost`` per model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = Field(1000, ge=0)
+    completion_tokens: int = Field(250, ge=0)
+
+
 class RoutingConfig(BaseModel):
     """The whole routing config file."""
 
     model_config = ConfigDict(extra="forbid")
 
     models: list[ModelConfig] = Field(min_length=1)
+    typical_request: TypicalRequest = Field(
+        default_factory=lambda: TypicalRequest(),
+        description="Token mix for costs derived from prices (models that set both prices "
+        "and no cost): cost = USD per 1k such requests.",
+    )
     intents: list[IntentConfig] = Field(default_factory=list)
     auto: AutoConfig = Field(default_factory=lambda: AutoConfig())
     fallback_model: str | None = None
@@ -130,6 +189,10 @@ class RoutingConfig(BaseModel):
         vfb = self.vision_fallback_model
         if vfb is not None and not self.model(vfb).vision:
             raise ValueError(f"vision_fallback_model: model '{vfb}' has vision: false")
+        mix = self.typical_request
+        for m in self.models:  # prices and no explicit cost: cost from the typical mix
+            if m.priced and "cost" not in m.model_fields_set:
+                m.cost = request_cost_per_1k(m, mix.prompt_tokens, mix.completion_tokens)
         return self
 
     # -- lookups ---------------------------------------------------------------------

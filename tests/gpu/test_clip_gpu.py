@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.workloads import jpeg
+from bench.serving.workloads import jpeg
 
 pytestmark = [pytest.mark.gpu, pytest.mark.clip]
 
@@ -82,7 +82,7 @@ def test_cuda_embeddings_agree_with_cpu(tiny: tuple[str, Path]) -> None:
 
 
 async def test_auto_strategy_routes_jpegs_on_cuda(tiny: tuple[str, Path], tmp_path: Path) -> None:
-    from bench.bench_auto import context, random_artifact
+    from bench.routing.bench_auto import context, random_artifact
     from models.core.conversation import Conversation
     from strategies.auto.strategy import AutoStrategy
     from strategies.base import RouteOptions
@@ -141,7 +141,7 @@ def test_cuda_graph_towers_match_eager_towers(tiny: tuple[str, Path], batch: int
 def test_cuda_graphs_are_captured_by_the_auto_strategy(
     tiny: tuple[str, Path], tmp_path: Path
 ) -> None:
-    from bench.bench_auto import context, random_artifact
+    from bench.routing.bench_auto import context, random_artifact
     from strategies.auto.strategy import AutoStrategy
 
     name, weights = tiny

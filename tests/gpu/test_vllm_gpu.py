@@ -18,7 +18,7 @@ from app.settings import Settings
 from models.core.conversation import Conversation
 from strategies.base import RouteOptions, StrategyContext
 from strategies.intent.strategy import IntentStrategy
-from tests.integration.test_intent_vllm_engine import (
+from tests.integration.intent.test_intent_vllm_engine import (
     CONVERSATIONS,
     MAX_MODEL_LEN,
     ROUTES,
