@@ -51,11 +51,16 @@ async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | 
         if on_fatal is not None:
             on_fatal(message)
 
+    threads = torch_threads(state.settings)
     context = StrategyContext(
-        settings=state.settings, config=state.config, metrics=state.metrics, on_fatal=fatal
+        settings=state.settings,
+        config=state.config,
+        metrics=state.metrics,
+        on_fatal=fatal,
+        threads=threads,
     )
     try:
-        set_torch_threads(torch_threads(state.settings))
+        set_torch_threads(threads, passive=state.settings.encoder.runtime == "onnx")
         strategy = create_strategy(state.settings.strategy, context)
         state.strategy = strategy
         await strategy.start()

@@ -1,8 +1,11 @@
 """Micro-batching in front of an encoder.
 
-Concurrent callers ``await submit(x)``; a single worker task collects items for up to
-``window_s`` (or until ``max_batch_size``), runs one batched call in a dedicated
-thread (never on the event loop), and resolves every caller's future. When a batched call
+Concurrent callers ``await submit(x)``; a single worker task runs one batched call at a
+time in a dedicated thread (never on the event loop) and resolves every caller's future.
+An idle encoder starts on a request at once (no window: a lone request never waits);
+requests that arrive while a batch runs queue up and form the next batch, up to
+``max_batch_size``. Only then, under load, may the worker wait up to ``window_s`` for
+that batch to fill. When a batched call
 fails, its items are retried one by one so only the bad item fails (one poisoned input
 must not fail everyone batched with it). The queue is bounded: when full, ``submit``
 raises :class:`QueueFullError` at once (HTTP 429). ``aclose`` resolves every pending and
@@ -96,8 +99,12 @@ class MicroBatcher(Generic[In, Out]):
             self._metrics.queue_depth.labels(self.name).set(self._queue.qsize())
 
     async def _collect(self) -> list[tuple[In, asyncio.Future[Out]]]:
+        """The next batch: what is waiting now; under load (requests queued while the
+        last batch ran) also what arrives within ``window_s``, up to the batch size."""
+        loaded = not self._queue.empty()
         batch = [await self._queue.get()]
-        deadline = time.perf_counter() + self.window_s
+        window = self.window_s if loaded else 0.0
+        deadline = time.perf_counter() + window
         while len(batch) < self.max_batch_size:
             try:
                 batch.append(self._queue.get_nowait())

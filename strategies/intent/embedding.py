@@ -14,6 +14,7 @@ Turns are embedded micro-batched with concurrent requests; the latest turn weigh
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from models.core.conversation import Conversation
 from models.core.routing_config import OTHER_INTENT
-from models.encoders.sentence import SentenceEncoder
+from models.encoders.runtime import TextEncoder, load_sentence_encoder
 from models.inference.batching import MicroBatcher
 from models.intents.data import read_intent_rows
 from models.intents.head import (
@@ -34,6 +35,7 @@ from models.intents.head import (
     encoder_identity,
     head_quantization,
     load_head,
+    serving_runtime,
 )
 from strategies.base import StrategyContext
 from strategies.intent.strategy import IntentResult, allowed_intents
@@ -42,6 +44,8 @@ TURN_WEIGHTS = (1.0, 0.35, 0.15, 0.08)  # newest first; later turns share the la
 TOP_K = 3  # an intent's score: mean of its k most similar references (chosen by
 # leave-one-out on the default config's examples: k=1 0.79, k=2 0.82, k=3 0.83, k=5 0.82)
 CONTEXT_CHARS = 240  # older turns are context: their last few sentences are enough
+
+log = logging.getLogger(__name__)
 
 
 class IntentConfigError(ValueError):
@@ -60,7 +64,7 @@ class EmbeddingIntentClassifier:
         self._ctx = context
         self._intents = [i for i in context.config.intents]
         self._names = [i.name for i in self._intents]
-        self._encoder: SentenceEncoder | None = None
+        self._encoder: TextEncoder | None = None
         self._batcher: MicroBatcher[str, np.ndarray] | None = None
         self._refs = np.zeros((0, 0), dtype=np.float32)
         self._ref_rows: list[np.ndarray] = []
@@ -75,6 +79,7 @@ class EmbeddingIntentClassifier:
         loop = asyncio.get_running_loop()
         config = self._ctx.config
         quantize = settings.intent.quantize and settings.intent.device == "cpu"
+        runtime: str = settings.encoder.runtime
         head: IntentHead | None = None
         manifest: dict[str, Any] = {}
         tuned: Path | None = None
@@ -83,12 +88,20 @@ class EmbeddingIntentClassifier:
             path = config.resolve_path(config.intent_classifier)
             head, manifest = load_head(path)
             tuned = bundled_encoder(path, manifest)  # a --fine-tune head brings its encoder
+            runtime = serving_runtime(manifest, runtime, quantize, path)
+            if runtime != settings.encoder.runtime:
+                log.warning(
+                    "intent head %s was trained on %s int8 embeddings: serving it on %s, not "
+                    "ROUTER_ENCODER__RUNTIME=%s (retrain with llm-router train-intents to "
+                    "change)", path, runtime, runtime, settings.encoder.runtime,
+                )  # fmt: skip
         self._encoder = await loop.run_in_executor(
             None,
-            SentenceEncoder,
+            load_sentence_encoder,
             str(tuned) if tuned is not None else settings.intent.encoder,
             settings.intent.device,
             (head_quantization(manifest, quantize, path) if head else quantize) or False,
+            self._ctx.encoder_runtime(runtime),
         )
         texts, owners = self._references()
         if head is not None:

@@ -261,7 +261,7 @@ async def test_served_decisions_use_the_lexical_features(
         def encode(self, texts: list[str]) -> np.ndarray:
             return np.tile(np.eye(8, dtype=np.float32)[0], (len(texts), 1))
 
-    monkeypatch.setattr(intent_embedding, "SentenceEncoder", SameVector)
+    monkeypatch.setattr(intent_embedding, "load_sentence_encoder", SameVector)
     monkeypatch.setattr(intent_embedding, "encoder_identity", lambda enc: info)
     texts, labels = keyword_rows(80, seed=0)
     x = SameVector().encode(texts)
