@@ -64,6 +64,7 @@ class MicroBatcher(Generic[In, Out]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: list[asyncio.Future[Out]] = []
+        self._backlog = False  # requests arrived while a batch ran: the encoder is loaded
         self._closed = False
 
     def start(self) -> None:
@@ -85,6 +86,7 @@ class MicroBatcher(Generic[In, Out]):
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((item, future))
+            self._backlog = self._backlog or bool(self._in_flight)
         except asyncio.QueueFull:
             if self._metrics is not None:
                 self._metrics.rejected.labels("encoder_queue_full").inc()
@@ -101,9 +103,9 @@ class MicroBatcher(Generic[In, Out]):
     async def _collect(self) -> list[tuple[In, asyncio.Future[Out]]]:
         """The next batch: what is waiting now; under load (requests queued while the
         last batch ran) also what arrives within ``window_s``, up to the batch size."""
-        loaded = not self._queue.empty()
         batch = [await self._queue.get()]
-        window = self.window_s if loaded else 0.0
+        window = self.window_s if self._backlog else 0.0
+        self._backlog = False
         deadline = time.perf_counter() + window
         while len(batch) < self.max_batch_size:
             try:
