@@ -215,6 +215,7 @@ async def test_the_service_routes_on_either_runtime(cache: Path) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
 
+    from app.server.cpus import torch_threads
     from app.server.factory import create_app
     from tests.helpers import wait_ready
 
@@ -236,7 +237,12 @@ async def test_the_service_routes_on_either_runtime(cache: Path) -> None:
             assert resp.status_code == 200, resp.text
             assert resp.json()["router"]["intent"] == "chit_chat"
             scores[runtime] = resp.json()["router"]["scores"]
-            assert app.state.router.strategy._classifier._encoder.runtime == runtime
+            encoder = app.state.router.strategy._classifier._encoder
+            assert encoder.runtime == runtime
+            if runtime == "onnx":  # the worker's share of the cores, as torch gets it
+                options = encoder._session.get_session_options()
+                assert options.intra_op_num_threads == torch_threads(settings)
+                assert options.inter_op_num_threads == 1
     for intent, score in scores["onnx"].items():
         assert score == pytest.approx(scores["torch"][intent], abs=1e-5)
 

@@ -90,6 +90,12 @@ def with_encoder_entry(trained_dir: Path, copy: Path, **encoder: object) -> Path
     return copy
 
 
+def torch_int8_identity() -> dict[str, Any]:
+    """The fingerprint a head trained on torch's int8 encoder records (taken from the
+    quantized module, so it differs from the full-precision weights' one)."""
+    return {"fingerprint": served_embedder(runtime="torch").info["fingerprint"]}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("intents")
@@ -302,7 +308,9 @@ async def test_heads_from_before_per_channel_keep_per_tensor_int8(
     recorded) is served with the per-tensor int8 encoder it was trained with."""
     from models.intents.head import TextEmbedder, clip_text, load_head
 
-    copy = with_encoder_entry(trained / "out", tmp_path / "legacy", quantized=True, runtime=None)
+    copy = with_encoder_entry(
+        trained / "out", tmp_path / "legacy", quantized=True, runtime=None, **torch_int8_identity()
+    )
     head, _ = load_head(copy / "intent-head")
     text = PROBE
     probs = {}
@@ -328,7 +336,8 @@ async def test_an_int8_head_is_served_on_the_runtime_it_was_trained_on(
     before the ONNX runtime (no record) were trained on torch."""
     from models.intents.head import clip_text, load_head
 
-    copy = with_encoder_entry(trained / "out", tmp_path / "head", runtime=recorded)
+    torch_made = torch_int8_identity() if served == "torch" else {}
+    copy = with_encoder_entry(trained / "out", tmp_path / "head", runtime=recorded, **torch_made)
     head, _ = load_head(copy / "intent-head")
     probs = {rt: head.probabilities(served_embedder(runtime=rt).embed([PROBE]),
                                     [clip_text(PROBE)])[0] for rt in ("onnx", "torch")}  # fmt: skip
