@@ -67,7 +67,11 @@ class EmbeddingIntentClassifier:
         self._encoder: TextEncoder | None = None
         self._batcher: MicroBatcher[str, np.ndarray] | None = None
         self._refs = np.zeros((0, 0), dtype=np.float32)
-        self._ref_rows: list[np.ndarray] = []
+        # each intent's reference rows, padded to the longest ([intents, most]), and how
+        # many of its best similarities it averages (TOP_K, or fewer when it has fewer)
+        self._ref_index = np.zeros((0, 0), dtype=np.int64)
+        self._ref_valid = np.zeros((0, 0), dtype=bool)
+        self._ref_k = np.zeros(0, dtype=np.float32)
         self._head: IntentHead | None = None
 
     def _encode(self, texts: list[str]) -> list[np.ndarray]:
@@ -123,8 +127,17 @@ class EmbeddingIntentClassifier:
         )
         if texts:
             self._refs = np.stack(await self._batcher.run_now(texts))
-        owner = np.asarray(owners, dtype=np.int64)
-        self._ref_rows = [np.flatnonzero(owner == i) for i in range(len(self._intents))]
+        self._index_references(np.asarray(owners, dtype=np.int64))
+
+    def _index_references(self, owner: np.ndarray) -> None:
+        rows = [np.flatnonzero(owner == i) for i in range(len(self._intents))]
+        most = max((len(r) for r in rows), default=0)
+        self._ref_index = np.zeros((len(rows), most), dtype=np.int64)
+        self._ref_valid = np.zeros((len(rows), most), dtype=bool)
+        for i, r in enumerate(rows):
+            self._ref_index[i, : len(r)] = r
+            self._ref_valid[i, : len(r)] = True
+        self._ref_k = np.array([min(TOP_K, len(r)) for r in rows], dtype=np.float32)
 
     def _references(self) -> tuple[list[str], list[int]]:
         """Reference texts (descriptions, examples, examples_file rows) and their intents."""
@@ -164,11 +177,10 @@ class EmbeddingIntentClassifier:
         """Per-intent score: mean of its TOP_K most similar references, per turn, then
         weighted over turns (newest first). ``vectors`` is [turns, dim]."""
         sims = self._refs @ vectors.T  # [refs, turns]
-        per_intent = np.empty((len(self._intents), vectors.shape[0]), dtype=np.float32)
-        for i, rows in enumerate(self._ref_rows):
-            block = sims[rows]
-            k = min(TOP_K, len(rows))
-            per_intent[i] = np.sort(block, axis=0)[-k:].mean(axis=0)
+        block = np.where(self._ref_valid[..., None], sims[self._ref_index], -np.inf)
+        k = min(TOP_K, block.shape[1])  # [intents, most, turns] -> each intent's best k
+        best = -np.partition(-block, k - 1, axis=1)[:, :k]
+        per_intent = np.where(np.isfinite(best), best, 0.0).sum(axis=1) / self._ref_k[:, None]
         return per_intent @ turn_weights(vectors.shape[0])  # type: ignore[no-any-return]
 
     async def classify(self, conversation: Conversation) -> IntentResult:
@@ -178,7 +190,10 @@ class EmbeddingIntentClassifier:
             texts = [conversation.transcript(max_chars=HEAD_CHARS + TAIL_CHARS) or "[empty]"]
         start = asyncio.get_running_loop().time()
         clipped = [clip_text(texts[0])] + [clip_text(t, 0, CONTEXT_CHARS) for t in texts[1:]]
-        vectors = await asyncio.gather(*(self._batcher.submit(t) for t in clipped))
+        if len(clipped) == 1:  # the common case: no task per turn
+            vectors = [await self._batcher.submit(clipped[0])]
+        else:
+            vectors = list(await asyncio.gather(*(self._batcher.submit(t) for t in clipped)))
         self._ctx.metrics.stage_duration.labels("intent", "encode").observe(
             asyncio.get_running_loop().time() - start
         )
