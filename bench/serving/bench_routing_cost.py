@@ -35,6 +35,7 @@ SETUPS: dict[str, dict[str, str]] = {
     "torch": {"ROUTER_ENCODER__RUNTIME": "torch"},
     "onnx": {"ROUTER_ENCODER__RUNTIME": "onnx"},
     "onnx-window0": {"ROUTER_ENCODER__RUNTIME": "onnx", "ROUTER_BATCH__WINDOW_MS": "0"},
+    "onnx-threads2": {"ROUTER_ENCODER__RUNTIME": "onnx", "ROUTER_TORCH_THREADS": "2"},
 }
 ONNX_CACHE = ROOT / ".cache" / "onnx"  # exported once, outside the measurement
 

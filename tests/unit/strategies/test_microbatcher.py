@@ -1,5 +1,6 @@
-"""MicroBatcher: results reach the right callers, a failing batch fails all of its callers,
-a full queue refuses at once, batches form under concurrency, work runs off the loop."""
+"""MicroBatcher: results reach the right callers, a bad item fails only its own caller, a
+full queue refuses at once, batches form under concurrency, work runs off the loop, an
+idle encoder starts at once and the window applies only under load."""
 
 from __future__ import annotations
 
@@ -37,22 +38,28 @@ async def test_each_caller_gets_its_own_result_and_batches_form() -> None:
 
 
 async def test_a_bad_item_fails_only_its_own_caller() -> None:
+    release = threading.Event()
     sizes: list[int] = []
 
     def fn(items: list[int]) -> list[int]:
         sizes.append(len(items))
+        if len(sizes) == 1:
+            release.wait(5)  # the encoder is busy while the next three queue up
         if -1 in items:
             raise ValueError("boom")
         return items
 
     batcher = MicroBatcher(fn, name="t", max_batch_size=4, window_s=0.05)
     try:
-        results = await asyncio.gather(
-            *(batcher.submit(x) for x in (1, -1, 2)), return_exceptions=True
-        )
-        assert results[0] == 1 and results[2] == 2  # batched with a bad item, still answered
-        assert isinstance(results[1], ValueError) and str(results[1]) == "boom"
-        assert sizes[0] == 3  # it was one batch before the items were retried one by one
+        busy = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        batched = [asyncio.create_task(batcher.submit(x)) for x in (1, -1, 2)]
+        await asyncio.sleep(0.01)
+        release.set()
+        results = await asyncio.gather(busy, *batched, return_exceptions=True)
+        assert results[1] == 1 and results[3] == 2  # batched with a bad item, still answered
+        assert isinstance(results[2], ValueError) and str(results[2]) == "boom"
+        assert sizes[1] == 3  # it was one batch before the items were retried one by one
         assert await batcher.submit(5) == 5  # the worker survives a failed batch
     finally:
         await batcher.aclose()
