@@ -85,10 +85,16 @@ class Proxy:
             follow_redirects=False,
             cookies=_NoCookies(),
         )
-        self.upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
-        for up in self.upstreams.values():
+        self.use_config(config)
+
+    def use_config(self, config: RoutingConfig) -> None:
+        """Resolve every model's upstream (at startup, and on a reload: requests already
+        past this point keep the upstreams they resolved)."""
+        upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
+        for up in upstreams.values():
             if up.problem:  # skipped as a candidate at request time (see forward)
                 get_logger().warning("upstream_unusable", model=up.name, problem=up.problem)
+        self.config, self.upstreams = config, upstreams
 
     async def aclose(self) -> None:
         await self.fresh.aclose()
