@@ -122,7 +122,11 @@ def add_label_parser(sub: Any) -> argparse.ArgumentParser:
         help="rubric replacing the default; placeholders {question} {answer} {reference} "
         "{reference_block}",
     )
-    p.add_argument("--models", type=_names, help="models to keep (default: all in ANSWERS)")
+    p.add_argument(
+        "--models",
+        type=_names,
+        help="models to keep, in this order (default: every model in ANSWERS, sorted)",
+    )
     _calls_args(p, temperature=0.0)
     p.set_defaults(func=cmd_label)
     return p

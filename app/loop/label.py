@@ -48,7 +48,7 @@ class LabelJob:
     reference: str | None = None  # exact | number | contains
     judge: str | None = None  # a model of the routing config
     rubric: str = DEFAULT_RUBRIC
-    models: list[str] | None = None  # default: every model in the answers file
+    models: list[str] | None = None  # default: every model in the answers file, sorted
     concurrency: int = 8
     temperature: float | None = 0.0
     max_tokens: int | None = None
@@ -110,7 +110,7 @@ async def run_label(
     by_prompt = latest_answers(rows)
     if not by_prompt:
         raise ValueError(f"{job.answers}: no answer rows (id, model) in it")
-    models = job.models or list(dict.fromkeys(m for a in by_prompt.values() for m in a))
+    models = job.models or sorted({m for answers in by_prompt.values() for m in answers})
     done = {r.get("id") for r in read_rows(job.out)[0]}
     pending = {pid: answers for pid, answers in by_prompt.items() if pid not in done}
     with_costs, unpriced = priced_models(by_prompt, models, config)
