@@ -4,7 +4,6 @@ upstream_server.py) scripted per model, a routing config pointing at it, JSONL h
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,6 @@ from tests.upstream_server import Scripted, UpstreamServer
 
 # USD per 1M tokens (input, output)
 PRICES = {"cheap": (0.5, 1.5), "strong": (3.0, 15.0), "judge": (1.0, 2.0)}
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[UpstreamServer]:
-    with UpstreamServer(name="up") as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(_server: UpstreamServer) -> Iterator[UpstreamServer]:
-    _server.state.reset()
-    yield _server
-    _server.state.reset()
 
 
 def write_config(tmp_path: Path, url: str, **model_extra: dict[str, Any]) -> Path:

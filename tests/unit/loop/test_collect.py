@@ -18,14 +18,12 @@ from models.labeling.prompts import read_prompts
 from tests.helpers import free_port
 from tests.netguard import loopback_only  # noqa: F401
 from tests.unit.loop.loop_support import (
-    _server,  # noqa: F401
     calls,
     cli,
     cost_of,
     echo,
     prompts,
     read_jsonl,
-    upstream,  # noqa: F401
     usage_of,
     write_config,
     write_jsonl,

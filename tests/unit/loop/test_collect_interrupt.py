@@ -17,12 +17,10 @@ import pytest
 
 from tests.netguard import loopback_only  # noqa: F401
 from tests.unit.loop.loop_support import (
-    _server,  # noqa: F401
     calls,
     echo,
     prompts,
     read_jsonl,
-    upstream,  # noqa: F401
     write_config,
     write_jsonl,
 )

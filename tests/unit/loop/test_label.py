@@ -15,14 +15,12 @@ import pytest
 from models.evaluation.data import score_matrix
 from tests.netguard import loopback_only  # noqa: F401
 from tests.unit.loop.loop_support import (
-    _server,  # noqa: F401
     calls,
     cli,
     cost_of,
     echo,
     prompts,
     read_jsonl,
-    upstream,  # noqa: F401
     write_config,
     write_jsonl,
 )
