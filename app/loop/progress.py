@@ -22,8 +22,9 @@ class Progress:
     def update(self, spend: Spend) -> None:
         if self._bar is None:
             return
+        usd = f"{spend.usd:.4f}" if spend.usd >= 1 else f"{spend.usd:.6f}"
         self._bar.set_postfix_str(
-            f"tokens {spend.tokens:,}, ${spend.usd:.4f}, errors {spend.errors}", refresh=False
+            f"tokens {spend.tokens:,}, ${usd}, errors {spend.errors}", refresh=False
         )
         self._bar.update(1)
 

@@ -104,23 +104,32 @@ LEVELS = (
     re.compile(r"\[\[\s*" + _NUM + r"\s*\]\]"),  # Rating: [[7]]
     re.compile(r"\b(?:rating|score|grade|verdict)\b[^\d\n]{0,20}?" + _NUM + r"(?!\d)", re.I),
     re.compile(_NUM + r"\s*(?:/|out\s+of)\s*10\b", re.I),  # 7/10, 7 out of 10
-    re.compile(r"^[\s*#>_`\[(]*" + _NUM + r"[\s*_`\]).!]*$", re.M),  # a line that is a number
 )
+BARE = re.compile(r"^[\s*#>_`\[(]*" + _NUM + r"[\s*_`\]).!]*$")  # "**8**" as the last line
 
 
 def parse_verdict(text: str) -> float | None:
     """The 1-10 rating in a judge's answer, or None when there is none or it is
-    ambiguous (different ratings at the same level of evidence, e.g. two ``[[N]]``)."""
+    ambiguous (different ratings at the same level of evidence, e.g. two ``[[N]]``).
+
+    Levels: ``[[N]]``; "rating/score/grade/verdict" followed by N; "N/10" or "N out of
+    10"; else a last line that is only a number. A reasoning model's ``<think>`` block
+    is ignored."""
     text = strip_thinking(text)
     for pattern in LEVELS:
         found = {float(m.group(1)) for m in pattern.finditer(text)}
-        if not found:
-            continue
-        if len(found) > 1:
-            return None
-        value = found.pop()
-        return value if 1.0 <= value <= 10.0 else None
-    return None
+        if found:
+            return _in_range(found)
+    lines = [line for line in text.splitlines() if line.strip()]
+    match = BARE.match(lines[-1]) if lines else None
+    return _in_range({float(match.group(1))}) if match else None
+
+
+def _in_range(found: set[float]) -> float | None:
+    if len(found) > 1:
+        return None
+    value = found.pop()
+    return value if 1.0 <= value <= 10.0 else None
 
 
 def rating_score(rating: float) -> float:

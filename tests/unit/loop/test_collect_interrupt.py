@@ -116,3 +116,24 @@ def test_ctrl_c_finishes_the_calls_in_flight_and_keeps_every_answer(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert not set(calls(upstream)) & set(saved) and len(calls(upstream)) == PAIRS - len(saved)
+
+
+def test_a_second_ctrl_c_aborts_the_calls_in_flight(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    upstream.state.script = lambda body, n: Scripted(content="late", delay_s=30.0)
+    write_jsonl(tmp_path / "prompts.jsonl", prompts(PAIRS // 2))
+    config = write_config(tmp_path, upstream.base_url)
+    proc = start(tmp_path, config)
+    deadline = time.monotonic() + 60
+    while len(upstream.state.requests) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and time.monotonic() - began < 20
+    assert "aborting the calls in flight" in err
+    assert read_jsonl(tmp_path / "answers.jsonl") == [] and len(upstream.state.requests) == 3

@@ -110,6 +110,7 @@ def test_verdict_ratings_are_read(verdict: str, rating: float) -> None:
         "Rating: [[0]]",
         "Score: 2 ... score: 9",
         "It is 8/10 or 9/10",
+        "Reference:\n2\n\nThe answer is fine.",  # a bare number counts only as the last line
     ],
 )
 def test_malformed_or_ambiguous_verdicts_are_none(verdict: str) -> None:
