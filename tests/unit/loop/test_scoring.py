@@ -3,6 +3,8 @@ a judge's rating, on the cases that trip naive versions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from models.labeling.judge import (
@@ -141,6 +143,12 @@ def test_images_in_the_question_are_marked() -> None:
     parts = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {}}]
     text = judge_prompt("{question}|{answer}", [{"role": "user", "content": parts}], "a", None)
     assert text == "what is this\n[image]|a"
+
+
+def test_the_documented_rubric_is_the_one_used() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "collect-label.md").read_text()
+    for line in DEFAULT_RUBRIC.splitlines():
+        assert (f"    {line}" if line else "") in doc.splitlines()
 
 
 def test_a_template_needs_question_and_answer() -> None:
