@@ -110,7 +110,10 @@ async def run_label(
     by_prompt = latest_answers(rows)
     if not by_prompt:
         raise ValueError(f"{job.answers}: no answer rows (id, model) in it")
-    models = job.models or sorted({m for answers in by_prompt.values() for m in answers})
+    present = sorted({m for answers in by_prompt.values() for m in answers})
+    if job.models and (absent := [m for m in job.models if m not in present]):
+        raise ValueError(f"--models: {absent} have no answers in {job.answers} (it has {present})")
+    models = job.models or present
     done = {r.get("id") for r in read_rows(job.out)[0]}
     pending = {pid: answers for pid, answers in by_prompt.items() if pid not in done}
     with_costs, unpriced = priced_models(by_prompt, models, config)

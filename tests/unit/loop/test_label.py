@@ -263,6 +263,7 @@ def test_judge_prompt_file_replaces_the_rubric(
         (["--judge", "judge"], "--judge needs --config"),
         (["--judge", "nope", "--config", "CONFIG"], "--judge nope: not a model of the routing"),
         (["--reference", "exact", "--judge-prompt", "RUBRIC"], "--judge-prompt: only with"),
+        (["--reference", "exact", "--models", "cheap,nope"], "--models: ['nope'] have no answers"),
         (["--judge", "judge", "--config", "CONFIG", "--judge-prompt", "RUBRIC"],
          "the judge prompt needs {answer}"),
     ],
