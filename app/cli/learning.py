@@ -145,6 +145,13 @@ def _read(path: str, what: str) -> Path:
     return target
 
 
+def _out(path: str) -> Path:
+    target = Path(path)
+    if target.is_dir() or not target.parent.is_dir():
+        raise ValueError(f"--out {path}: not a file in an existing directory")
+    return target
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from app.loop.collect import CollectJob, run_collect
 
@@ -156,7 +163,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     job = CollectJob(
         prompts=prompts,
         models=args.models,
-        out=Path(args.out),
+        out=_out(args.out),
         concurrency=args.concurrency,
         max_usd=args.max_usd,
         max_tokens=args.max_tokens,
@@ -187,7 +194,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     settings: Settings = load_settings()
     job = LabelJob(
         answers=_read(args.answers, "answers file"),
-        out=Path(args.out),
+        out=_out(args.out),
         reference=args.reference,
         judge=args.judge,
         rubric=rubric,

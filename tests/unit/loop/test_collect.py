@@ -297,6 +297,7 @@ def test_the_key_comes_from_api_key_env_and_a_missing_one_stops_before_any_call(
         ("cheap", [], [{"id": "x"}], "prompts.jsonl row 1: expected 'messages'"),
         ("cheap", [], [], "the prompts files have no rows"),
         ("unpriced", ["--max-usd", "1"], None, "--max-usd needs prices"),
+        ("cheap", ["--out", "/nonexistent/dir/a.jsonl"], None, "not a file in an existing"),
     ],
 )
 def test_bad_input_exits_2_before_any_call(
