@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.capture.images import store_images
 from models.core.errors import ConfigError
+from models.labeling.capture_images import store_images
 
 if TYPE_CHECKING:
     from app.metrics import RouterMetrics

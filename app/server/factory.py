@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-import httpx
 from fastapi import FastAPI
 
 from app import __version__
@@ -26,9 +25,10 @@ from app.errors import install_error_handlers
 from app.images.loader import ImageLoader
 from app.logs import configure_logging
 from app.metrics import RouterMetrics
+from app.proxy.upstream import upstream_client
 from app.server.reload import Reloader
 from app.server.startup import backend_label, start_strategy
-from app.settings import ProxySettings, Settings, get_settings
+from app.settings import Settings, get_settings
 from models.core.routing_config import RoutingConfig, load_routing_config
 from strategies.registry import resolve
 
@@ -44,19 +44,6 @@ def init_app_state(settings: Settings, config: RoutingConfig) -> RouterState:
         limits.max_concurrency, limits.max_queued, limits.queue_timeout_s, metrics
     )
     return state
-
-
-def upstream_client(proxy: ProxySettings) -> httpx.AsyncClient:
-    """The pooled HTTP client every upstream call shares (proxy mode, image fetches)."""
-    limits = httpx.Limits(
-        max_connections=proxy.max_connections, keepalive_expiry=proxy.keepalive_expiry_s
-    )
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(proxy.timeout_s, connect=proxy.connect_timeout_s),
-        # connect failures never sent anything: retried on the spot (httpcore retries)
-        transport=httpx.AsyncHTTPTransport(limits=limits, retries=proxy.connect_retries),
-        follow_redirects=False,
-    )
 
 
 async def _close(state: RouterState, starting: asyncio.Task[None]) -> None:

@@ -15,11 +15,11 @@ import pytest
 import respx
 import structlog
 
-from app.capture.images import inline_images
 from app.capture.writer import CaptureWriter
 from app.server.factory import create_app
 from models.core.errors import ConfigError
 from models.core.routing_config import RoutingConfig
+from models.labeling.capture_images import inline_images
 from tests.helpers import app_client, data_url, image_message, make_settings, png_bytes, user
 
 CHAT = "/v1/chat/completions"
@@ -178,3 +178,29 @@ async def test_prompts_are_not_logged_when_captured(tmp_path: Path) -> None:
             await client.post(CHAT, json={"messages": [user(secret)]})
     assert secret not in repr(logs)
     assert rows(tmp_path)[0]["messages"][0]["content"] == secret
+
+
+async def test_collect_sends_captured_images_as_they_were_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli.main import main
+    from tests.upstream_server import UpstreamServer
+
+    picture = data_url(png_bytes(color=(10, 200, 10)))
+    sent = [image_message("what is in this picture?", picture)]
+    capture = tmp_path / "capture"
+    async with app_client(settings(capture), config=CONFIG) as client:
+        assert (await client.post(CHAT, json={"messages": sent})).status_code == 200
+    (captured,) = capture.glob("capture-*.jsonl")
+    with UpstreamServer(name="up") as upstream:
+        config = tmp_path / "routing.yaml"
+        config.write_text(
+            f"models:\n  - name: eyes\n    vision: true\n    base_url: {upstream.base_url}\n"
+        )
+        args = ["collect", str(captured), "--config", str(config), "--models", "eyes"]
+        code = await asyncio.to_thread(
+            main, [*args, "--out", str(tmp_path / "answers.jsonl"), "--no-progress"]
+        )
+        assert code == 0, capsys.readouterr()
+        (request,) = upstream.state.requests
+    assert request["body"]["messages"] == sent  # the image as the client sent it

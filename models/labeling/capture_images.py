@@ -1,6 +1,7 @@
 """Images in captured rows: each stored once under ``images/<sha256>.<ext>``, the row
 keeping a relative reference instead of the base64 data (or dropped altogether), and put
-back as data URLs when ``collect`` sends a captured conversation upstream again."""
+back as data URLs when ``collect`` reads a capture file (so the conversation can be sent
+upstream again, and trained on)."""
 
 from __future__ import annotations
 
