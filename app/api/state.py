@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from models.core.routing_config import RoutingConfig
     from strategies.base import RoutingStrategy
+    from strategies.sessions import SessionRouter
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RouterState:
     images: ImageLoader | None = None
     proxy: Proxy | None = None
     workers: WorkerGroup | None = None
+    sessions: SessionRouter | None = None  # ROUTER_SESSIONS__POLICY other than off
     admission: Admission = field(init=False)
     created: int = field(default_factory=lambda: int(time.time()))
 

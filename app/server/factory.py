@@ -31,6 +31,7 @@ from app.settings import ProxySettings, Settings, get_settings
 from models.core.routing_config import RoutingConfig, load_routing_config
 from strategies.base import StrategyContext
 from strategies.registry import create_strategy, resolve
+from strategies.sessions import SessionRouter
 
 
 def _backend_label(settings: Settings) -> str:
@@ -90,6 +91,8 @@ def init_app_state(settings: Settings, config: RoutingConfig) -> RouterState:
     state.admission = Admission(
         limits.max_concurrency, limits.max_queued, limits.queue_timeout_s, metrics
     )
+    if settings.sessions.policy != "off":
+        state.sessions = SessionRouter(settings.sessions, config)
     return state
 
 
