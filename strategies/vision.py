@@ -14,10 +14,14 @@ is told to replace them (recommend mode, ``router.strip_images``).
   "in the background"); indefinite mentions ("resize an image") do not count;
 * and, for the intent strategy, the classifier: an intent whose model is vision-capable
   (the default config's ``image_understanding`` / ``image_question``) read on the latest
-  turn in context, or a retry (an intent that ``requires: [previous_answer]``, e.g.
-  ``try_again``) of a turn that itself needed the image.
+  turn (the embedding backend reads it on its own, since earlier image turns dominate its
+  turn-weighted scores; the LLM backends read the whole window and answer for the
+  latest turn).
 
-``bench/routing/bench_multiturn.py`` measures the rule on ``bench/data/multiturn.jsonl``.
+A retry rule ("try_again" after an image turn needs the image) was tried and dropped: the
+embedding backend's latest-turn ``try_again`` fires on unrelated follow-ups too often.
+``bench/routing/bench_multiturn.py`` measures the rule on ``bench/data/multiturn.jsonl``
+and the held-out ``bench/data/multiturn-holdout.jsonl``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from models.core.conversation import Conversation, Turn
+from models.core.conversation import Conversation
 
 _NOUNS = (
     r"image|picture|pic|photo|photograph|screenshot|screen ?shot|snapshot|scan|diagram|"
@@ -52,11 +56,6 @@ VisionCause = Literal["latest_image", "earlier_image"]
 def refers_to_image(text: str) -> bool:
     """Whether ``text`` points at a picture the conversation holds (lexical cues only)."""
     return IMAGE_REFERENCE.search(text) is not None
-
-
-def turn_needs_image(turn: Turn | None) -> bool:
-    """Whether a user turn carried an image or pointed at one."""
-    return turn is not None and (bool(turn.images) or refers_to_image(turn.text))
 
 
 @dataclass(frozen=True, slots=True)

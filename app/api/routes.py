@@ -110,6 +110,8 @@ async def decide(
     decision = await state.strategy.route(conversation, options)
     if session is not None and state.sessions is not None:
         decision = state.sessions.apply(session, decision, options, conversation)
+    # whatever strategy decided: a model that cannot see gets the images as markers
+    decision.strip_images = strips_images(state.config, conversation, decision.model)
     state.metrics.decision_duration.labels(decision.strategy).observe(time.perf_counter() - start)
     return decision
 

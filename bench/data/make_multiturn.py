@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 OUT = Path(__file__).with_name("multiturn.jsonl")
+HOLDOUT_OUT = Path(__file__).with_name("multiturn-holdout.jsonl")
 STRONG = "gpt-5-chat"
 SMALL = "nvidia/nvidia-nemotron-nano-9b-v2"
 VISION = "nvidia/nemotron-nano-12b-v2-vl"
@@ -478,6 +479,143 @@ CONVERSATIONS: list[tuple[str, str, str, list[str]]] = [
 ]
 # fmt: on
 
+# Written after the rule was settled on CONVERSATIONS (which shaped it: see
+# bench/data/README.md), and measured without changes: a check on unseen phrasing.
+# fmt: off
+HOLDOUT: list[tuple[str, str, str, list[str]]] = [
+    ("h01", "earlier_image_unrelated", "N", [
+        "u: can you split this bill between 3 people? <img:receipt>",
+        "a: Each person pays $14.06.",
+        "u: great, thanks! what's a normal tip percentage in the US?"]),
+    ("h02", "earlier_image_unrelated", "G", [
+        "u: <img:chart> what trend do you see here?",
+        "a: Revenue grows about 5% a month.",
+        "u: Write a Python script that fits an exponential curve to monthly data with "
+        "scipy and explain how to judge the quality of the fit."]),
+    ("h03", "earlier_image_unrelated", "G", [
+        "u: why is my build failing? <img:screen>",
+        "a: The log shows a missing dependency: libssl.",
+        "u: ok I installed it. unrelated: explain how the TLS 1.3 handshake works in detail"]),
+    ("h04", "earlier_image_unrelated", "N", [
+        "u: <img:dog> is my dog overweight?",
+        "a: He looks a bit heavy around the middle.",
+        "u: lol he loves treats. have a good one!"]),
+    ("h05", "earlier_image_unrelated", "N", [
+        "u: why are the leaves turning brown? <img:plant>",
+        "a: Probably too much direct sun.",
+        "u: what's the difference between a fern and a moss?"]),
+    ("h06", "earlier_image_unrelated", "N", [
+        "u: <img:street> what city is this?",
+        "a: It looks like Amsterdam.",
+        "u: how do you say 'where is the train station' in Dutch?"]),
+    ("h07", "earlier_image_unrelated", "G", [
+        "u: check my homework <img:math>",
+        "a: Problem 2 is wrong: the derivative of x^3 is 3x^2.",
+        "u: thanks. now prove that the derivative of sin x is cos x from first principles"]),
+    ("h08", "earlier_image_unrelated", "N", [
+        "u: <img:menu> what's the cheapest dish here?",
+        "a: The soup of the day, at $6.",
+        "u: recommend a wine that goes with mushroom soup"]),
+    ("h09", "earlier_image_unrelated", "G", [
+        "u: what's this architecture? <img:board>",
+        "a: Three services behind an API gateway.",
+        "u: Compare event sourcing with CRUD for an order management system; discuss "
+        "consistency and failure recovery."]),
+    ("h10", "earlier_image_unrelated", "N", [
+        "u: <img:face> do I look tired?",
+        "a: A little; maybe get some rest tonight.",
+        "u: any tips for falling asleep faster?"]),
+    ("h11", "earlier_image_referenced", "V", [
+        "u: <img:receipt> total?",
+        "a: $42.17.",
+        "u: what's the name of the shop printed on the receipt?"]),
+    ("h12", "earlier_image_referenced", "V", [
+        "u: what does this show? <img:chart>",
+        "a: Sales by region for 2025.",
+        "u: which region is shown in green?"]),
+    ("h13", "earlier_image_referenced", "V", [
+        "u: <img:screen> what app is this?",
+        "a: A music player.",
+        "u: what song is playing in the screenshot?"]),
+    ("h14", "earlier_image_referenced", "V", [
+        "u: describe the scene <img:street>",
+        "a: A square with a fountain and a few cafes.",
+        "u: is it day or night in the photo?"]),
+    ("h15", "earlier_image_referenced", "V", [
+        "u: <img:dog> what's this?",
+        "a: A dog playing in a garden.",
+        "u: what's in its mouth?"]),
+    ("h16", "earlier_image_referenced", "V", [
+        "u: read this for me <img:board>",
+        "a: It lists three tasks for the week.",
+        "u: what's the second item on the whiteboard?"]),
+    ("h17", "earlier_image_referenced", "V", [
+        "u: <img:face> how do I look?",
+        "a: Sharp! The blue shirt suits you.",
+        "u: does the shirt look too casual for a job interview?"]),
+    ("h18", "earlier_image_referenced", "V", [
+        "u: what model is this? <img:car>",
+        "a: A compact hatchback.",
+        "u: look closer at the badge on the back, which brand is it?"]),
+    ("h19", "earlier_image_referenced", "V", [
+        "u: <img:room> how is my room?",
+        "a: Tidy and bright.",
+        "u: what's hanging on the wall above the bed?"]),
+    ("h20", "earlier_image_referenced", "V", [
+        "u: translate this menu <img:menu>",
+        "a: Soup of the day, bread basket, grilled fish.",
+        "u: you skipped the desserts, translate those too"]),
+    ("h21", "latest_image", "V", [
+        "u: explain recursion",
+        "a: A function that calls itself on a smaller input until a base case.",
+        "u: like this? <img:board>"]),
+    ("h22", "latest_image", "V", [
+        "u: <img:dog> what breed is this?",
+        "a: Hard to tell, the photo is blurry.",
+        "u: here's a better picture <img:dog>"]),
+    ("h23", "latest_image", "V", [
+        "u: hi",
+        "a: Hello! How can I help?",
+        "u: <img:receipt> can you add these up?"]),
+    ("h24", "several_images", "V", [
+        "u: <img:logo1> logo idea one",
+        "a: A bold orange circle.",
+        "u: <img:logo2> idea two",
+        "a: A blue ring on black.",
+        "u: the first one, is its orange too bright?"]),
+    ("h25", "several_images", "N", [
+        "u: <img:car> nice car huh",
+        "a: Very nice!",
+        "u: <img:door> and my new front door",
+        "a: Lovely colour.",
+        "u: ok forget the pictures. write a haiku about rain"]),
+    ("h26", "several_images", "G", [
+        "u: <img:room> my office",
+        "a: Looks productive.",
+        "u: <img:face> and me at my desk",
+        "a: Looking focused!",
+        "u: prove that there is no largest prime number"]),
+    ("h27", "text_only", "G", [
+        "u: what's the boiling point of water?",
+        "a: 100 degrees Celsius at sea level.",
+        "u: derive the Clausius-Clapeyron equation and use it to estimate the boiling "
+        "point at 3000 m altitude"]),
+    ("h28", "text_only", "N", [
+        "u: Write a merge sort in C with a small test harness.",
+        "a: #include <stdio.h> ... void merge_sort(int *a, int n) { ... }",
+        "u: thanks!! you're awesome"]),
+    ("h29", "text_only", "N", [
+        "u: tell me about the French revolution in depth",
+        "a: The French Revolution (1789-1799) transformed France's political order ...",
+        "u: in one sentence, what year did it start?"]),
+    ("h30", "text_only", "G", [
+        "u: good evening",
+        "a: Good evening! What can I do for you?",
+        "u: Design a distributed cache with consistent hashing and explain rebalancing "
+        "when a node fails."]),
+]
+# fmt: on
+
 IMG = re.compile(r"<img:(\w+)>")
 
 
@@ -505,9 +643,9 @@ def message(line: str) -> dict[str, object]:
     return {"role": role, "content": parts}
 
 
-def main() -> None:
-    with OUT.open("w", encoding="utf-8") as out:
-        for cid, category, expected, turns in CONVERSATIONS:
+def write(path: Path, conversations: list[tuple[str, str, str, list[str]]]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for cid, category, expected, turns in conversations:
             row = {
                 "id": f"mt-{cid}",
                 "category": category,
@@ -515,7 +653,12 @@ def main() -> None:
                 "expected_model": EXPECTED[expected],
             }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(CONVERSATIONS)} conversations to {OUT}")
+    print(f"wrote {len(conversations)} conversations to {path}")
+
+
+def main() -> None:
+    write(OUT, CONVERSATIONS)
+    write(HOLDOUT_OUT, HOLDOUT)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from tests.helpers import app_client, make_settings
 from tests.upstream_server import UpstreamServer, image_parts
 
 DATA = ROOT / "bench" / "data" / "multiturn.jsonl"
+HOLDOUT = ROOT / "bench" / "data" / "multiturn-holdout.jsonl"  # written after the rule
 MODES = ("recommend", "proxy")
 
 
@@ -149,36 +150,52 @@ def score(rows: list[dict[str, Any]], results: list[dict[str, Any]], mode: str) 
     return summary
 
 
-async def evaluate(modes: tuple[str, ...] = MODES, settings: Settings | None = None) -> dict[str, Any]:
-    """Every mode's summary on the labelled set, with the default config."""
-    rows = read_rows()
+async def evaluate(
+    modes: tuple[str, ...] = MODES,
+    settings: Settings | None = None,
+    paths: tuple[Path, ...] = (DATA, HOLDOUT),
+) -> dict[str, Any]:
+    """Every mode's summary on each labelled set, with the default config (one app per
+    mode serves every set)."""
+    sets = {path.stem: read_rows(path) for path in paths}
+    rows = [row for part in sets.values() for row in part]
     settings = settings or make_settings(strategy="intent", log_level="warning")
-    report: dict[str, Any] = {"data": str(DATA.relative_to(ROOT)), "modes": {}}
+    report: dict[str, Any] = {"sets": {}}
     for mode in modes:
         run = run_recommend if mode == "recommend" else run_proxy
-        report["modes"][mode] = score(rows, await run(rows, settings), mode)
+        results = await run(rows, settings)
+        start = 0
+        for (name, part), path in zip(sets.items(), paths, strict=True):
+            entry = report["sets"].setdefault(
+                name, {"data": str(path.relative_to(ROOT)), "modes": {}}
+            )
+            entry["modes"][mode] = score(part, results[start : start + len(part)], mode)
+            start += len(part)
     return report
 
 
 def table(report: dict[str, Any]) -> str:
-    modes = report["modes"]
-    categories = sorted({c for m in modes.values() for c in m["per_category"]})
-    headers = ["mode", "accuracy", *categories, "non-200", "image parts to text models"]
-    rows = []
-    for mode, summary in modes.items():
-        cells = [f"{summary['per_category'][c]['accuracy']:.3f}" for c in categories]
-        rows.append(
-            [
-                mode,
-                f"{summary['accuracy']:.3f} ({summary['conversations']})",
-                *cells,
-                summary.get("non_200", "-"),
-                summary.get("image_parts_sent_to_text_models", "-"),
-            ]
-        )
-    counts = {c: next(iter(modes.values()))["per_category"][c]["n"] for c in categories}
-    note = "Conversations per category: " + ", ".join(f"{c} {n}" for c, n in counts.items())
-    return md_table(headers, rows) + "\n\n" + note
+    blocks = []
+    for entry in report["sets"].values():
+        modes = entry["modes"]
+        categories = sorted({c for m in modes.values() for c in m["per_category"]})
+        headers = ["mode", "accuracy", *categories, "non-200", "image parts to text models"]
+        rows = []
+        for mode, summary in modes.items():
+            cells = [f"{summary['per_category'][c]['accuracy']:.3f}" for c in categories]
+            rows.append(
+                [
+                    mode,
+                    f"{summary['accuracy']:.3f} ({summary['conversations']})",
+                    *cells,
+                    summary.get("non_200", "-"),
+                    summary.get("image_parts_sent_to_text_models", "-"),
+                ]
+            )
+        first = next(iter(modes.values()))["per_category"]
+        counts = ", ".join(f"{c} {first[c]['n']}" for c in categories)
+        blocks.append(f"### {entry['data']}\n\n{md_table(headers, rows)}\n\nPer category: {counts}")
+    return "\n\n".join(blocks)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,9 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     modes = tuple(m for m in args.modes.split(",") if m)
     report = asyncio.run(evaluate(modes))
     print(table(report))
-    for mode, summary in report["modes"].items():
-        for miss in summary["misses"]:
-            print(mode, "miss:", json.dumps(miss))
+    for name, entry in report["sets"].items():
+        for mode, summary in entry["modes"].items():
+            for miss in summary["misses"]:
+                print(name, mode, "miss:", json.dumps(miss))
     if not args.no_write:
         paths = write_results(args.results, report, table(report))
         print("wrote", *paths)

@@ -79,11 +79,6 @@ class Conversation:
         turns = () if start is None else self.turns[:start]
         return [img for turn in turns for img in turn.images]
 
-    def previous_user_turn(self) -> Turn | None:
-        """The user turn before the latest one (what a "try again" retries), if any."""
-        users = [t for t in self.turns if t.role == "user"]
-        return users[-2] if len(users) >= 2 else None
-
     def without_images(self) -> Conversation:
         """The same turns without their pixels (the ``[image]`` markers stay in the text):
         the conversation as a text-only model receives it."""

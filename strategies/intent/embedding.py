@@ -9,6 +9,9 @@
   threshold.
 
 Turns are embedded micro-batched with concurrent requests; the latest turn weighs most.
+The latest turn is also read on its own (``latest_intent``): the strategy decides from it
+whether a turn after earlier images asks about them, since an earlier "what's in this
+picture? [image]" turn can outweigh an unrelated latest turn in the weighted scores.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from models.intents.head import (
     load_head,
 )
 from strategies.base import StrategyContext
-from strategies.intent.strategy import IntentResult, allowed_intents, image_intents
+from strategies.intent.strategy import IntentResult, allowed_intents
 
 TURN_WEIGHTS = (1.0, 0.35, 0.15, 0.08)  # newest first; later turns share the last weight
 TOP_K = 3  # an intent's score: mean of its k most similar references (chosen by
@@ -65,7 +68,6 @@ class EmbeddingIntentClassifier:
         self._refs = np.zeros((0, 0), dtype=np.float32)
         self._ref_rows: list[np.ndarray] = []
         self._head: IntentHead | None = None
-        self._image_intents = image_intents(context)
 
     def _encode(self, texts: list[str]) -> list[np.ndarray]:
         assert self._encoder is not None
@@ -198,13 +200,11 @@ class EmbeddingIntentClassifier:
         # the latest turn read alone: earlier image turns weigh into ``intent`` (context),
         # so whether it asks about an image is read from its own words
         latest = self._pick(per_turn[:, 0], allowed, threshold)
-        text = self._pick(scores, allowed - self._image_intents, threshold)
         return IntentResult(
             intent=intent,
             scores={name: float(s) for name, s in zip(self._names, scores, strict=True)},
             detail={"turns_used": len(texts), "latest_turn_intent": latest},
             latest_intent=latest,
-            text_intent=text,
         )
 
     async def aclose(self) -> None:

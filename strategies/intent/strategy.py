@@ -33,7 +33,7 @@ from strategies.base import (
     strips_images,
 )
 from strategies.policy import run_with_policy
-from strategies.vision import VisionNeed, turn_needs_image, vision_need
+from strategies.vision import VisionNeed, vision_need
 
 BACKENDS = {
     "embedding": "strategies.intent.embedding:EmbeddingIntentClassifier",
@@ -52,9 +52,6 @@ class IntentResult:
     #: the latest user turn read on its own, where the backend can tell it apart from the
     #: conversation's reading (embedding: turn-weighted scores); None = ``intent``
     latest_intent: str | None = None
-    #: the best intent among those a text-only model answers, for when the latest turn
-    #: turns out not to need an image after all; None = ``intent`` or ``other``
-    text_intent: str | None = None
 
 
 class IntentClassifier(Protocol):
@@ -112,7 +109,6 @@ class IntentStrategy:
         self.backend = settings.backend
         self._classifier: IntentClassifier = cls(context)
         self._targets = {intent.name: intent.model for intent in context.config.intents}
-        self._retries = {i.name for i in context.config.intents if "previous_answer" in i.requires}
         self._image_intents = image_intents(context)
         self._ready = False
 
@@ -149,17 +145,13 @@ class IntentStrategy:
         return result
 
     def _vision(self, conversation: Conversation, intent: str | None) -> VisionNeed:
-        """The lexical vision rule plus what the classifier read on the latest turn: an
-        image intent (its model can see) with earlier images refers to them, and so does
-        a retry (``requires: [previous_answer]``) of a turn that needed its image."""
+        """The lexical vision rule plus what the classifier read on the latest turn
+        (``intent``): an image intent (its model can see) after earlier images means the
+        turn asks about them."""
         need = vision_need(conversation)
         if intent is None or not need.earlier_images or need.needed:
             return need
-        if intent in self._image_intents:
-            return need.with_reference(True)
-        if intent in self._retries and turn_needs_image(conversation.previous_user_turn()):
-            return need.with_reference(True)
-        return need
+        return need.with_reference(intent in self._image_intents)
 
     async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
         config = self._ctx.config
@@ -174,8 +166,9 @@ class IntentStrategy:
         if not eligible:
             raise NoEligibleModelError("no vision-capable model is eligible for this request")
         if result is not None and need.omit_for_text_models and intent in self._image_intents:
-            # the image intent came from the earlier turns, not from the latest one
-            intent = result.text_intent or OTHER_INTENT
+            # the image intent came from the earlier turns: the latest one, read on its
+            # own, names another (else it would have needed the image)
+            intent = result.latest_intent or OTHER_INTENT
         if result is None:
             reason, wanted = "fallback", config.default_model()
         else:
