@@ -11,8 +11,9 @@ Decision reasons (bounded, the ``reason`` label of ``llm_router_decisions_total`
 ``intent`` (the intent's model), ``images_omitted`` (the intent's text-only model, with
 the conversation's earlier images as markers), ``image_reference`` (the latest turn asks
 about an earlier image: a vision model), ``vision_fallback`` (the latest turn carries an
-image the intent's model cannot see), ``excluded_fallback`` and ``fallback`` (the
-classifier failed under ``on_error=fallback``).
+image the intent's model cannot see), ``excluded_fallback``, and ``fallback`` whenever
+the classifier failed under ``on_error=fallback`` (the fallback model, or the vision
+model when the turn needs one).
 """
 
 from __future__ import annotations
@@ -153,6 +154,27 @@ class IntentStrategy:
             return need
         return need.with_reference(intent in self._image_intents)
 
+    def _choose(
+        self, intent: str | None, failed: bool, need: VisionNeed, eligible: list[str]
+    ) -> tuple[str, str]:
+        """The model and the reason, before ``images_omitted`` is known."""
+        config = self._ctx.config
+        wanted = config.default_model() if failed else self._targets.get(intent or "")
+        model, reason = wanted or config.default_model(), "intent"
+        if model not in eligible:
+            vision = config.vision_model() if need.needed else None
+            if vision is not None and vision in eligible:
+                model = vision
+            else:
+                # cheapest eligible model stands in for an excluded/incapable choice
+                model = min(eligible, key=lambda m: config.model(m).cost)
+            reason = "vision_fallback" if need.needed else "excluded_fallback"
+        if need.cause == "earlier_image":
+            reason = "image_reference"
+        if failed:  # the classifier failed: what the alerts watch for, whatever the model
+            reason = "fallback"
+        return model, reason
+
     async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
         config = self._ctx.config
         if not eligible_models(config, conversation, options, bool(conversation.latest_images)):
@@ -169,21 +191,7 @@ class IntentStrategy:
             # the image intent came from the earlier turns: the latest one, read on its
             # own, names another (else it would have needed the image)
             intent = result.latest_intent or OTHER_INTENT
-        if result is None:
-            reason, wanted = "fallback", config.default_model()
-        else:
-            reason, wanted = "intent", self._targets.get(intent or "", config.default_model())
-        model = wanted
-        if model not in eligible:
-            vision = config.vision_model() if need.needed else None
-            if vision is not None and vision in eligible:
-                model = vision
-            else:
-                # cheapest eligible model stands in for an excluded/incapable choice
-                model = min(eligible, key=lambda m: config.model(m).cost)
-            reason = "excluded_fallback" if not need.needed else "vision_fallback"
-        if need.cause == "earlier_image" and reason != "fallback":
-            reason = "image_reference"
+        model, reason = self._choose(intent, result is None, need, eligible)
         strip = strips_images(config, conversation, model)
         if strip and reason == "intent":
             reason = "images_omitted"

@@ -156,3 +156,17 @@ async def test_vllm_latest_turn_decides_and_prompt_marks_earlier_images(
     colour = await strategy.route(after_photo("what colour is it?"), RouteOptions())
     assert (colour.model, colour.reason, colour.needs_vision) == (VISION, "image_reference", True)
     await strategy.aclose()
+
+
+async def test_classifier_failure_is_a_fallback_whatever_the_turn_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = Server(answer="hard_question")
+    strategy = await remote_strategy(monkeypatch, server)
+    server.statuses = [500]
+    about = await strategy.route(after_photo("is the car in the photo new?"), RouteOptions())
+    assert (about.model, about.reason, about.intent) == (VISION, "fallback", None)
+    server.statuses = [500]
+    unrelated = await strategy.route(after_photo("tell me a joke"), RouteOptions())
+    assert (unrelated.model, unrelated.reason, unrelated.strip_images) == (SMALL, "fallback", True)
+    await strategy.aclose()
