@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from strategies.settings import AutoSettings, BatchSettings, IntentSettings
+from strategies.settings import AutoSettings, BatchSettings, IntentSettings, SessionSettings
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
 #: read from the working directory; tests switch it off (tests/conftest.py)
@@ -120,6 +120,13 @@ class ProxySettings(BaseModel):
         description="Close idle upstream connections after this long (keep it below the "
         "upstreams' idle timeout, e.g. 5 s for nginx/uvicorn).",
     )
+    image_marker: str = Field(
+        "[image omitted]",
+        min_length=1,
+        max_length=200,
+        description="Text part that replaces each image part of the body sent to a model "
+        "that cannot see images (a conversation whose earlier turns hold images).",
+    )
 
 
 class CaptureSettings(BaseModel):
@@ -213,6 +220,7 @@ class Settings(BaseSettings):
     image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
     proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]
     capture: CaptureSettings = Field(default_factory=CaptureSettings)  # type: ignore[arg-type]
+    sessions: SessionSettings = Field(default_factory=SessionSettings)  # type: ignore[arg-type]
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -7,11 +7,13 @@ in a routing config), the body's ``mock.mode`` (the router passes unknown fields
 ``ok``. Modes: ``ok``; ``error:<status>`` (OpenAI error body); ``stall`` (no answer until
 the client goes away); ``stall_stream`` (first chunk, then nothing); ``die_stream`` (first
 chunk, then the connection is dropped). ``mock.delay_s`` paces stream chunks and
-``mock.repeat`` makes the answer longer. ``state.script`` (a function of the body and
-the request's number) can answer any request instead, as JSON: a ``Scripted`` reply
-(status, text, usage, headers, delay, raw body), or None for the modes above. Every
-request (with its arrival time) and every client disconnect is recorded. Runs in a
-thread (``UpstreamServer``) or as ``python -m tests.upstream_server``.
+``mock.repeat`` makes the answer longer. A model in ``server.text_only`` answers 400
+``image_not_supported`` to a body holding an ``image_url`` part, as a text-only provider
+does. ``state.script`` (a function of the body and the request's number) can answer any
+request instead, as JSON: a ``Scripted`` reply (status, text, usage, headers, delay, raw
+body), or None for the modes above. Every request (with its arrival time) and every
+client disconnect is recorded. Runs in a thread (``UpstreamServer``) or as
+``python -m tests.upstream_server``.
 """
 
 from __future__ import annotations
@@ -56,9 +58,11 @@ class UpstreamState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     script: Callable[[dict[str, Any], int], Scripted | None] | None = None
+    text_only: set[str] = field(default_factory=set)  # models that refuse image parts
 
     def reset(self) -> None:
         self.modes.clear()
+        self.text_only.clear()
         self.requests.clear()
         self.cancelled.clear()
         self.script = None
@@ -73,6 +77,17 @@ def _latest_user_text(body: dict[str, Any]) -> str:
             return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
         return str(content or "")
     return ""
+
+
+def image_parts(body: dict[str, Any]) -> int:
+    """How many ``image_url`` parts the body's messages hold."""
+    return sum(
+        1
+        for message in body.get("messages") or []
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
 
 
 def _chunk(n: int, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -164,6 +179,14 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
             or request.headers.get("x-upstream-mode")
             or mock.get("mode", "ok")
         )
+        if model in state.text_only and image_parts(body):
+            error = {
+                "message": f"model {model} does not support image inputs",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "image_not_supported",
+            }
+            return Response(orjson.dumps({"error": error}), 400, headers, "application/json")
         if mode.startswith("error:"):
             return _error(state, int(mode.split(":", 1)[1]), headers)
         if mode == "stall":

@@ -22,6 +22,7 @@ from app.api.schemas import (
     recommendation,
     recommendation_stream,
 )
+from app.api.sessions import session_key
 from app.capture.writer import CaptureRow, json_copy
 from app.logs import get_logger
 from app.metrics import exposition
@@ -33,7 +34,7 @@ from models.core.errors import (
     NotReadyError,
     UnauthorizedError,
 )
-from strategies.base import RouteOptions, RoutingDecision
+from strategies.base import RouteOptions, RoutingDecision, strips_images
 
 if TYPE_CHECKING:
     from app.api.state import RouterState
@@ -95,37 +96,59 @@ def _check_option_models(options: RouteOptions, known: list[str]) -> None:
 
 
 async def decide(
-    state: RouterState, req: ChatCompletionRequest, conversation: Conversation
+    state: RouterState,
+    req: ChatCompletionRequest,
+    conversation: Conversation,
+    session: str | None = None,
 ) -> RoutingDecision:
-    """Manual routing when ``model`` names a configured model, else ask the strategy."""
+    """Manual routing when ``model`` names a configured model, else ask the strategy (and,
+    for a request in a session, the session policy)."""
     assert state.strategy is not None
     options = req.router.to_options() if req.router else RouteOptions()
     _check_option_models(options, state.config.model_names)
     if not req.wants_routing():
-        name = (req.model or "").strip()
-        if name not in state.config.model_names:
-            raise NotFoundError(
-                f"model '{name}' is not configured; use one of {state.config.model_names} "
-                "or 'router' to let the router choose",
-                param="model",
-                code="model_not_found",
-            )
-        if conversation.has_images and not state.config.model(name).vision:
-            raise BadRequestError(
-                f"model '{name}' cannot accept images (vision: false); choose a vision "
-                "model or let the router route",
-                param="model",
-                code="model_not_eligible",
-            )
-        return RoutingDecision(
-            model=name, strategy=state.strategy.name, reason="manual", ranking=[name]
-        )
+        return _manual(state, req, conversation)
     strategy = state.strategy  # a reload may swap it meanwhile: this request keeps it
     start = time.perf_counter()
     with state.users.using(strategy):
         decision = await strategy.route(conversation, options)
+    if session is not None and state.sessions is not None:
+        decision = state.sessions.apply(session, decision, options, conversation)
+    # whatever strategy decided: a model that cannot see gets the images as markers
+    decision.strip_images = strips_images(state.config, conversation, decision.model)
     state.metrics.decision_duration.labels(decision.strategy).observe(time.perf_counter() - start)
     return decision
+
+
+def _manual(
+    state: RouterState, req: ChatCompletionRequest, conversation: Conversation
+) -> RoutingDecision:
+    """The model the request names. A text-only model may answer a conversation whose
+    earlier turns hold images (they go as markers); not one whose latest turn holds one."""
+    name = (req.model or "").strip()
+    if name not in state.config.model_names:
+        raise NotFoundError(
+            f"model '{name}' is not configured; use one of {state.config.model_names} "
+            "or 'router' to let the router choose",
+            param="model",
+            code="model_not_found",
+        )
+    latest = bool(conversation.latest_images)
+    if latest and not state.config.model(name).vision:
+        raise BadRequestError(
+            f"model '{name}' cannot accept images (vision: false) and the latest message "
+            "carries one; choose a vision model or let the router route",
+            param="model",
+            code="model_not_eligible",
+        )
+    return RoutingDecision(
+        model=name,
+        strategy=state.strategy.name if state.strategy else "manual",
+        reason="manual",
+        ranking=[name],
+        needs_vision=latest,
+        strip_images=strips_images(state.config, conversation, name),
+    )
 
 
 def _log_decision(
@@ -145,6 +168,8 @@ def _log_decision(
         latency_s=round(latency_s, 6),
         turns=len(conversation.turns),
         images=len(conversation.images),
+        latest_images=len(conversation.latest_images),
+        strip_images=decision.strip_images,
         stream=stream,
         mode=state.settings.mode,
         **extra,
@@ -202,7 +227,7 @@ async def _complete(state: RouterState, request: Request) -> Response:
     began = time.perf_counter()
     body, req = await parse_request(request)
     conversation = await normalise(req, state.settings, state.images)
-    decision = await decide(state, req, conversation)
+    decision = await decide(state, req, conversation, session_key(request, req))
     latency = time.perf_counter() - began
     state.metrics.decisions.labels(
         decision.strategy, decision.model, decision.intent or "", decision.reason

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from models.core.routing_config import RoutingConfig
     from strategies.base import RoutingStrategy
+    from strategies.sessions import SessionRouter
 
 
 class StrategyUsers:
@@ -80,6 +81,7 @@ class RouterState:
     proxy: Proxy | None = None
     capture: CaptureWriter | None = None
     workers: WorkerGroup | None = None
+    sessions: SessionRouter | None = None  # ROUTER_SESSIONS__POLICY other than off
     admission: Admission = field(init=False)
     created: int = field(default_factory=lambda: int(time.time()))
     users: StrategyUsers = field(default_factory=StrategyUsers)

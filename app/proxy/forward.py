@@ -1,7 +1,9 @@
 """Proxy mode: forward a routed chat request to the chosen model's OpenAI-compatible upstream.
 
 The body goes upstream as the client sent it, except ``model`` (the chosen model's
-``upstream_model`` or name) and the router-only ``router`` field (removed). Failures that
+``upstream_model`` or name), the router-only ``router`` field (removed) and, for a model
+that cannot see images, the conversation's image parts (text markers instead,
+:mod:`app.proxy.rewrite`). Failures that
 cannot have made an upstream do the work (connect errors, 429, 5xx) fall back to the next
 candidate of the decision (bounded by ``max_attempts`` and ``total_timeout_s``); a read
 timeout or a connection lost after sending does so only for models with
@@ -29,6 +31,7 @@ from starlette.responses import Response
 from app.errors import error_body, error_response
 from app.logs import get_logger
 from app.proxy.relay import RelayResponse, passed_headers, wait_disconnect
+from app.proxy.rewrite import omit_images
 from app.proxy.upstream import Answer, AttemptFailed, Upstream, build_upstream, exchange
 from models.core.conversation import Conversation
 from models.core.errors import (
@@ -117,7 +120,7 @@ class Proxy:
         caller and is not proxy overhead. ``stream`` and ``excluded`` (the request's
         ``router.exclude_models``) come from the validated request."""
         began = time.perf_counter()
-        route_headers = {"x-router-strategy": decision.strategy}
+        route_headers = {"x-router-strategy": decision.strategy, "x-router-reason": decision.reason}
         if decision.intent:
             route_headers["x-router-intent"] = decision.intent
         candidates = self._candidates(excluded, conversation, decision)
@@ -145,6 +148,8 @@ class Proxy:
             calls.cancel()
             raise
         route_headers["x-router-model"] = outcome.upstream.name
+        if outcome.images_omitted:
+            route_headers["x-router-images-omitted"] = str(outcome.images_omitted)
         out_headers = {**passed_headers(outcome.response), **route_headers}
         overhead = time.perf_counter() - began - outcome.upstream_s
         self.metrics.proxy_overhead.observe(max(overhead, 0.0))
@@ -164,10 +169,11 @@ class Proxy:
     def _candidates(
         self, excluded: frozenset[str], conversation: Conversation, decision: RoutingDecision
     ) -> list[Upstream]:
-        """The decision's candidates, minus excluded models and, for requests with images,
-        models that cannot see them (strategies already respect both; manual routing
-        does not)."""
-        images = conversation.has_images
+        """The decision's candidates, minus excluded models and, when the latest turn
+        holds an image or the decision needs one seen, models that cannot see (strategies
+        already respect both; manual routing does not). A text model answering earlier
+        images gets them as markers (see _attempts)."""
+        images = bool(conversation.latest_images) or decision.needs_vision
         out = [
             up
             for name in decision.candidates()
@@ -203,6 +209,7 @@ class Proxy:
         last: AttemptFailed | None = None
         rate_limited: tuple[Upstream, AttemptFailed] | None = None
         upstream_s, tried, limited, model = 0.0, 0, 0, candidates[0].name
+        blind: tuple[dict[str, Any], int] | None = None  # the body for text-only models
         for up in candidates:
             if tried >= self.settings.max_attempts:
                 break
@@ -221,10 +228,14 @@ class Proxy:
                 last = AttemptFailed("timeout", "", fallback=False, timeout=True)
                 break
             tried, model = tried + 1, up.name
-            body["model"] = up.model_id
+            sent, omitted = body, 0
+            if not up.vision:  # a text-only upstream never receives an image part
+                blind = blind or omit_images(body, self.settings.image_marker)
+                sent, omitted = blind
+            sent["model"] = up.model_id
             started = time.perf_counter()
             try:
-                outcome = await self._attempt(up, orjson.dumps(body), headers, stream, remaining)
+                outcome = await self._attempt(up, orjson.dumps(sent), headers, stream, remaining)
             except ProxySaturatedError as exc:
                 self.metrics.rejected.labels("proxy_saturated").inc()
                 raise _Failed(exc, up.name) from None
@@ -241,14 +252,15 @@ class Proxy:
                     break
                 continue
             outcome.upstream_s = upstream_s + time.perf_counter() - started
+            outcome.images_omitted = omitted
             return outcome
-        if tried and limited == tried and rate_limited and (sent := rate_limited[1].response):
+        if tried and limited == tried and rate_limited and (resp := rate_limited[1].response):
             up, limit = rate_limited  # pass the upstream's 429 (and retry-after) through
             answer = limit.body or error_body(
                 429, "the upstream is rate limiting; retry later", "rate_limit_error", None,
                 "rate_limited",
             )  # fmt: skip
-            return Answer(up, sent, 0.0, answer, upstream_s=upstream_s)
+            return Answer(up, resp, 0.0, answer, upstream_s=upstream_s)
         message = f"no upstream answered (tried {', '.join(considered)}): " + "; ".join(failures)
         timed_out = last is not None and last.timeout
         error = UpstreamTimeoutError(message) if timed_out else UpstreamError(message)

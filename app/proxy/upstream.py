@@ -134,6 +134,7 @@ class Answer:
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
     upstream_s: float = 0.0  # time spent waiting on upstreams, all attempts
+    images_omitted: int = 0  # image parts sent to this (text-only) upstream as markers
 
 
 class AttemptFailed(Exception):

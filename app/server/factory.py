@@ -31,6 +31,7 @@ from app.server.startup import backend_label, start_strategy
 from app.settings import Settings, get_settings
 from models.core.routing_config import RoutingConfig, load_routing_config
 from strategies.registry import resolve
+from strategies.sessions import SessionRouter
 
 
 def init_app_state(settings: Settings, config: RoutingConfig) -> RouterState:
@@ -43,6 +44,8 @@ def init_app_state(settings: Settings, config: RoutingConfig) -> RouterState:
     state.admission = Admission(
         limits.max_concurrency, limits.max_queued, limits.queue_timeout_s, metrics
     )
+    if settings.sessions.policy != "off":
+        state.sessions = SessionRouter(settings.sessions, config)
     return state
 
 

@@ -81,6 +81,8 @@ class Reloader:
         state.config, state.strategy = config, strategy  # one step: no await in between
         if state.proxy is not None:
             state.proxy.use_config(config)
+        if state.sessions is not None:  # sessions keep their models; new costs rank them
+            state.sessions.config = config
         state.metrics.config_reloads.labels("success").inc()
         log.info(
             "config_reloaded",
