@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -88,6 +90,17 @@ def adopt_library_loggers() -> None:
                 logger.removeHandler(handler)
         if not logger.handlers:
             logger.propagate = True
+
+
+#: the ASGI scope key where a request's handlers leave fields for its access log event
+#: (``request_completed``, written by app.api.middleware); the scope is the request's own
+ACCESS_FIELDS = "llm_router.access_log"
+
+
+def access_fields(scope: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The fields the request's access log event will carry (handlers add to them)."""
+    fields: dict[str, Any] = scope.setdefault(ACCESS_FIELDS, {})
+    return fields
 
 
 def get_logger() -> structlog.stdlib.BoundLogger:

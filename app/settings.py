@@ -122,6 +122,18 @@ class ProxySettings(BaseModel):
     )
 
 
+class CostSettings(BaseModel):
+    """Cost accounting in proxy mode (prices come from the routing config; docs/cost.md)."""
+
+    baseline_model: str = Field(
+        "",
+        description="The model savings are measured against: llm_router_baseline_cost_usd_total "
+        "counts what each answer's tokens would have cost on it (empty = the most expensive "
+        "configured text model). Must name a configured model; with prices in the config, "
+        "one that has prices.",
+    )
+
+
 class Settings(BaseSettings):
     """All llm-router settings."""
 
@@ -180,6 +192,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
     proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]
+    cost: CostSettings = Field(default_factory=CostSettings)  # type: ignore[arg-type]
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -118,3 +118,11 @@ def eligible_models(
         for m in config.models
         if m.name not in options.exclude_models and (m.vision or not need_vision)
     ]
+
+
+def fallback_by_cost(config: RoutingConfig, others: list[str]) -> list[str]:
+    """The models to fall back to, in the routing config's ``fallback_order`` by cost:
+    cheapest first, or with ``strongest`` the most expensive first (cost standing in for
+    capability). Ties keep the config's order."""
+    strongest = config.fallback_order == "strongest"
+    return sorted(others, key=lambda m: config.model(m).cost, reverse=strongest)

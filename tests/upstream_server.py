@@ -4,11 +4,20 @@
 SSE chunks (one per word). What it does is chosen per request, first match wins:
 ``server.modes[model]`` (set by tests), the ``x-upstream-mode`` header (per-model headers
 in a routing config), the body's ``mock.mode`` (the router passes unknown fields on), else
-``ok``. Modes: ``ok``; ``error:<status>`` (OpenAI error body); ``stall`` (no answer until
-the client goes away); ``stall_stream`` (first chunk, then nothing); ``die_stream`` (first
-chunk, then the connection is dropped). ``mock.delay_s`` paces stream chunks and
-``mock.repeat`` makes the answer longer. Every request and every client disconnect is
-recorded. Runs in a thread (``UpstreamServer``) or as ``python -m tests.upstream_server``.
+``ok``. Modes: ``ok``; ``no_usage`` (an answer without ``usage``); ``error:<status>``
+(OpenAI error body); ``stall`` (no answer until the client goes away); ``stall_stream``
+(first chunk, then nothing); ``die_stream`` (first chunk, then the connection is dropped).
+``mock.delay_s`` paces stream chunks, ``mock.repeat`` makes the answer longer,
+``mock.cached_tokens`` reports that many prompt tokens as cached and ``mock.split`` sends
+every stream event in two network writes, 5 ms apart.
+
+Usage is counted as OpenAI reports it: one token per whitespace-separated word, prompt =
+every message's text, completion = the answer. Plain answers always carry it (except
+``no_usage``); streams carry it as OpenAI does, only when ``stream_options.include_usage``
+is true: ``"usage": null`` on every chunk and a last chunk with empty ``choices`` and the
+usage. What was reported is recorded per request in ``state.usage``. Every request and
+every client disconnect is recorded. Runs in a thread (``UpstreamServer``) or as
+``python -m tests.upstream_server``.
 """
 
 from __future__ import annotations
@@ -38,11 +47,13 @@ class UpstreamState:
     modes: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)  # the usage each answer reported
 
     def reset(self) -> None:
         self.modes.clear()
         self.requests.clear()
         self.cancelled.clear()
+        self.usage.clear()
 
 
 def _latest_user_text(body: dict[str, Any]) -> str:
@@ -56,14 +67,47 @@ def _latest_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def _chunk(n: int, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    event = {
+def _words(content: Any) -> int:
+    if isinstance(content, list):
+        return sum(len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict))
+    return len(str(content or "").split())
+
+
+def count_usage(body: dict[str, Any], content: str) -> dict[str, Any]:
+    """The usage object this upstream reports: one token per word."""
+    prompt = sum(_words(m.get("content")) for m in body.get("messages") or [])
+    completion = len(content.split())
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    cached = (body.get("mock") or {}).get("cached_tokens")
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(int(cached), prompt)}
+    return usage
+
+
+def _chunk(
+    n: int,
+    model: str,
+    delta: dict[str, Any] | None,
+    finish: str | None = None,
+    usage: dict[str, Any] | bool | None = False,
+) -> bytes:
+    """One SSE event; ``delta=None`` makes the usage-only chunk (empty ``choices``);
+    ``usage=False`` leaves the field out (the client did not ask for usage)."""
+    event: dict[str, Any] = {
         "id": f"chatcmpl-up-{n}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+    if usage is not False:
+        event["usage"] = usage
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
@@ -101,6 +145,7 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
             return Response(status_code=499)
         content = f"{state.name} says: {_latest_user_text(body)}"
         content = " ".join([content] * int(mock.get("repeat", 1)))
+        usage = count_usage(body, content)
         if not body.get("stream"):
             answer = {
                 "id": f"chatcmpl-up-{n}",
@@ -115,25 +160,44 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
+            if mode != "no_usage":
+                answer["usage"] = usage
+                state.usage.append(usage)
             return Response(orjson.dumps(answer), 200, headers, "application/json")
         delay = float(mock.get("delay_s", 0.0))
+        split = bool(mock.get("split"))
+        options = body.get("stream_options")
+        reports = isinstance(options, dict) and options.get("include_usage") is True
+        reports = reports and mode != "no_usage"
+        null: bool | None = None if reports else False  # "usage": null on every chunk
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                yield _chunk(n, model, {"role": "assistant", "content": ""})
+                yield _chunk(n, model, {"role": "assistant", "content": ""}, usage=null)
                 if mode == "stall_stream":
                     await wait_gone(request, model)
                     return
                 if mode == "die_stream":
                     raise ConnectionAbortedError("upstream dropped the stream on purpose")
-                for i, word in enumerate(content.split(" ")):
-                    if delay:
+                words = [
+                    _chunk(n, model, {"content": word if i == 0 else " " + word}, usage=null)
+                    for i, word in enumerate(content.split(" "))
+                ]
+                end = [_chunk(n, model, {}, "stop", usage=null)]
+                if reports:
+                    end.append(_chunk(n, model, None, usage=usage))
+                    state.usage.append(usage)
+                end.append(b"data: [DONE]\n\n")
+                for i, event in enumerate([*words, *end]):
+                    if delay and i < len(words):
                         await asyncio.sleep(delay)
-                    yield _chunk(n, model, {"content": word if i == 0 else " " + word})
-                yield _chunk(n, model, {}, "stop")
-                yield b"data: [DONE]\n\n"
+                    if split:
+                        yield event[: len(event) // 2]
+                        await asyncio.sleep(0.005)
+                        yield event[len(event) // 2 :]
+                    else:
+                        yield event
             except asyncio.CancelledError:  # Starlette cancels the stream when the client goes
                 state.cancelled.append(model)
                 raise

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from app.metrics import RouterMetrics
     from app.proxy.forward import Proxy
     from app.settings import Settings
-    from models.core.routing_config import RoutingConfig
+    from models.core.routing_config import ModelConfig, RoutingConfig
     from strategies.base import RoutingStrategy
 
 
@@ -38,6 +38,7 @@ class RouterState:
     images: ImageLoader | None = None
     proxy: Proxy | None = None
     workers: WorkerGroup | None = None
+    baseline: ModelConfig | None = None  # what savings are counted against (proxy mode)
     admission: Admission = field(init=False)
     created: int = field(default_factory=lambda: int(time.time()))
 

@@ -26,6 +26,7 @@ from app.errors import install_error_handlers
 from app.images.loader import ImageLoader
 from app.logs import adopt_library_loggers, configure_logging, get_logger
 from app.metrics import RouterMetrics
+from app.proxy.accounting import resolve_baseline
 from app.server.cpus import set_torch_threads, torch_threads
 from app.settings import ProxySettings, Settings, get_settings
 from models.core.routing_config import RoutingConfig, load_routing_config
@@ -141,7 +142,9 @@ def _lifespan(
         if settings.mode == "proxy":
             from app.proxy.forward import Proxy
 
-            state.proxy = Proxy(state.http, state.metrics, settings.proxy, state.config)
+            state.proxy = Proxy(
+                state.http, state.metrics, settings.proxy, state.config, state.baseline
+            )
         starting = asyncio.create_task(_start_strategy(state, on_fatal), name="strategy-start")
         try:
             yield
@@ -162,7 +165,9 @@ def create_app(
     configure_logging(settings.log_format, settings.log_level)
     config = config or load_routing_config(settings.config)
     resolve(settings.strategy)  # an unknown name fails now, listing the valid ones
+    baseline = resolve_baseline(config, settings.cost.baseline_model, settings.mode == "proxy")
     state = init_app_state(settings, config)
+    state.baseline = baseline
     app = FastAPI(
         title="llm-router",
         version=__version__,

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 from models.core.conversation import Conversation
 from models.core.errors import NoEligibleModelError
 from models.core.routing_config import OTHER_INTENT
-from strategies.base import RouteOptions, RoutingDecision, StrategyContext, eligible_models
+from strategies.base import (
+    RouteOptions,
+    RoutingDecision,
+    StrategyContext,
+    eligible_models,
+    fallback_by_cost,
+)
 from strategies.policy import run_with_policy
 
 BACKENDS = {
@@ -136,8 +142,7 @@ class IntentStrategy:
                 # cheapest eligible model stands in for an excluded/incapable choice
                 model = min(eligible, key=lambda m: config.model(m).cost)
                 reason = "vision_fallback" if conversation.has_images else "excluded_fallback"
-        others = sorted((m for m in eligible if m != model), key=lambda m: -config.model(m).cost)
-        ranking = [model, *others]
+        ranking = [model, *fallback_by_cost(config, [m for m in eligible if m != model])]
         return RoutingDecision(
             model=model,
             strategy=self.name,
