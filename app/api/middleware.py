@@ -51,6 +51,9 @@ class RouterMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.endpoints = endpoints
+        # bound once (the app is built after logging is configured): a fresh logger per
+        # event costs more than the event itself when its level is filtered out
+        self.log = get_logger().bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,7 +131,7 @@ class RouterMiddleware:
         method = scope["method"] if scope["method"] in METHODS else "other"
         self.metrics.requests.labels(endpoint, method, str(status)).inc()
         self.metrics.request_duration.labels(endpoint).observe(duration)
-        get_logger().info(
+        self.log.info(
             "request_completed",
             method=method,
             endpoint=endpoint,

@@ -15,6 +15,8 @@ from models.core.errors import ConfigError
 from models.core.pricing import Usage, default_baseline_model, usage_cost
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
+
     from app.metrics import RouterMetrics
     from models.core.routing_config import ModelConfig, RoutingConfig
 
@@ -86,28 +88,37 @@ class Accounting:
         self, config: RoutingConfig, metrics: RouterMetrics, baseline: ModelConfig | None
     ) -> None:
         self.metrics, self.baseline = metrics, baseline
-        self.models = {m.name: m for m in config.models}
-        for m in config.models:  # every model's series from the start, so rate() works
-            metrics.tokens.labels(m.name, "prompt")
-            metrics.tokens.labels(m.name, "completion")
-            metrics.usage_missing.labels(m.name)
-            if m.priced:
-                metrics.cost.labels(m.name)
+        # every model's series from the start (so rate() works), bound once
+        self.series = {m.name: _Series(metrics, m) for m in config.models}
 
     def charge(self, model: str, usage: Usage | None) -> Charge | None:
         """Count one successful answer of ``model``; None when it reported no usage."""
-        metrics = self.metrics
+        series = self.series[model]
         if usage is None:
-            metrics.usage_missing.labels(model).inc()
+            series.missing.inc()
             return None
-        metrics.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
-        metrics.tokens.labels(model, "completion").inc(usage.completion_tokens)
+        series.prompt.inc(usage.prompt_tokens)
+        series.completion.inc(usage.completion_tokens)
         if usage.cached_tokens:
-            metrics.tokens.labels(model, "cached").inc(usage.cached_tokens)
-        cost = usage_cost(self.models[model], usage)
-        if cost is not None:
-            metrics.cost.labels(model).inc(cost)
-            metrics.request_cost.labels(model).observe(cost)
+            self.metrics.tokens.labels(model, "cached").inc(usage.cached_tokens)
+        cost = usage_cost(series.model, usage)
+        if cost is not None and series.spend is not None:
+            spent, per_request = series.spend
+            spent.inc(cost)
+            per_request.observe(cost)
             if self.baseline is not None:
-                metrics.baseline_cost.inc(usage_cost(self.baseline, usage) or 0.0)
+                self.metrics.baseline_cost.inc(usage_cost(self.baseline, usage) or 0.0)
         return Charge(usage, cost)
+
+
+class _Series:
+    """One model's metric children (labels resolved once, not per answer)."""
+
+    def __init__(self, metrics: RouterMetrics, model: ModelConfig) -> None:
+        self.model = model
+        self.prompt = metrics.tokens.labels(model.name, "prompt")
+        self.completion = metrics.tokens.labels(model.name, "completion")
+        self.missing = metrics.usage_missing.labels(model.name)
+        self.spend: tuple[Counter, Histogram] | None = None
+        if model.priced:
+            self.spend = metrics.cost.labels(model.name), metrics.request_cost.labels(model.name)

@@ -87,8 +87,22 @@ def _event_json(event: bytes) -> Any:
         return None
 
 
+def _reports_usage(data: bytes) -> bool:
+    """Whether ``data`` may hold a usage report: a ``"usage"`` key that is not null (a
+    cheap test, so the chunks that carry none are never parsed)."""
+    at = data.find(USAGE_KEY)
+    while at >= 0:  # every chunk but the last says "usage":null when usage is asked for
+        at += len(USAGE_KEY)
+        if not (data.startswith(b":null", at) or data.startswith(b": null", at)):
+            return True
+        at = data.find(USAGE_KEY, at)
+    return False
+
+
 def _last_boundary(data: bytes) -> int:
     """The index just past the last blank line (event end) in ``data``; 0 when none."""
+    if data.endswith(b"\n\n"):  # the usual network chunk: whole events
+        return len(data)
     lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
     return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
@@ -119,7 +133,7 @@ class StreamUsage:
             self._tail = data
             return b"" if self.drop else chunk
         events, self._tail = data[:end], data[end:]
-        if USAGE_KEY in events:
+        if _reports_usage(events):
             events = self._scan(events)
         return events if self.drop else chunk
 
@@ -129,7 +143,7 @@ class StreamUsage:
         rest, self._tail = self._tail, b""
         if self._off or not rest:
             return b""
-        if USAGE_KEY in rest:
+        if _reports_usage(rest):
             rest = self._scan(rest)
         return rest if self.drop else b""
 
@@ -143,7 +157,7 @@ class StreamUsage:
             ends.append(len(data))  # the stream's last event, without its blank line
         for end in ends:
             event, start = data[start:end], end
-            if USAGE_KEY in event and self._read(event):
+            if _reports_usage(event) and self._read(event):
                 dropped = True
             else:
                 kept.append(event)
