@@ -84,11 +84,15 @@ def adopt_library_loggers() -> None:
     names = [*LIBRARY_LOGGERS, *logging.root.manager.loggerDict]
     for name in dict.fromkeys(names):
         logger = logging.getLogger(name)
+        removed = False
         for handler in list(logger.handlers):
             stream = getattr(handler, "stream", None)
             if type(handler) is logging.StreamHandler and stream in (sys.stderr, sys.stdout):
                 logger.removeHandler(handler)
-        if not logger.handlers:
+                removed = True
+        # only where a handler was taken away: a logger silenced on purpose stays silent
+        # (uvicorn's access log, off: the middleware writes request_completed instead)
+        if removed and not logger.handlers:
             logger.propagate = True
 
 

@@ -132,7 +132,11 @@ class StreamUsage:
                 return data if self.drop else chunk
             self._tail = data
             return b"" if self.drop else chunk
-        events, self._tail = data[:end], data[end:]
+        events = data
+        if end < len(data):
+            events, self._tail = data[:end], data[end:]
+        elif self._tail:
+            self._tail = b""
         if _reports_usage(events):
             events = self._scan(events)
         return events if self.drop else chunk

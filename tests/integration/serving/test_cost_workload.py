@@ -196,6 +196,7 @@ def test_workload_tokens_and_dollars_match_the_upstreams(
         and e["endpoint"] == "/v1/chat/completions"
     ]
     assert len(completed) == 60
+    assert '"logger": "uvicorn.access"' not in log.read_text()  # one access event, not two
     assert all(e["stream_result"] == "complete" for e in completed if "stream_result" in e)
     assert sum(1 for e in completed if "stream_result" in e) == 20
     logged = sum(Decimal(str(e["cost_usd"])) for e in completed)
