@@ -144,6 +144,7 @@ class Proxy:
             outcome = calls.result()
         except _Failed as exc:
             gone.cancel()
+            access_fields(request.scope)["model"] = exc.model
             response = error_response(exc.error)
             response.headers.update({**route_headers, "x-router-model": exc.model})
             return response
