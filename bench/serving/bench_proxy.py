@@ -96,7 +96,7 @@ def measure(targets: dict[str, HttpTarget], args: Any) -> list[dict]:
     results: list[dict[str, Any]] = []
     for stream in (False, True):
         for conc in args.concurrency:
-            lat, cpu = run_cell(targets, stream, conc, args.requests)
+            lat, cpu = run_cell(targets, stream, conc, args.requests, args.rounds)
             base50, base99 = pct(lat["direct"], 50), pct(lat["direct"], 99)
             for name, values in lat.items():
                 results.append(
@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per target and cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per cell (order rotated)"
+    )
     parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
     parser.add_argument("--no-litellm", action="store_true", help="router vs direct only")
     parser.add_argument("--name", default="proxy", help="results file name in bench/results")
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "router_internal_overhead_mean_ms": internal,
         "litellm": litellm_note or litellm_version(args.litellm),
         "requests_per_cell": args.requests,
+        "rounds": args.rounds,
         "notes": notes,
     }
     table = md_table(
