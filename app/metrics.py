@@ -221,6 +221,25 @@ class RouterMetrics:
             ["backend"],
             registry=r,
         )
+        self.capture_rows = Counter(
+            "llm_router_capture_rows_total",
+            "Requests written to the traffic capture (ROUTER_CAPTURE__PATH).",
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "llm_router_capture_dropped_total",
+            "Sampled requests the capture did not write, by reason (queue_full: the writer "
+            "fell behind; write_error: disk full or unwritable).",
+            ["reason"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "llm_router_config_reloads_total",
+            "Reloads of the routing config and its artifact (SIGHUP), by result (success, "
+            "error: the old config kept serving).",
+            ["result"],
+            registry=r,
+        )
         self.info = Gauge(
             "llm_router_build_info",
             "Build and strategy information (value is always 1).",

@@ -134,6 +134,38 @@ class CostSettings(BaseModel):
     )
 
 
+class CaptureSettings(BaseModel):
+    """Traffic capture for the learning loop (off by default: it stores user prompts)."""
+
+    path: Path | None = Field(
+        None,
+        description="Directory for captured requests (JSONL, one file per worker, rotated by "
+        "size, mode 0600); unset = no capture. The rows hold user prompts and images.",
+    )
+    sample_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of requests captured (0-1), drawn per request."
+    )
+    images: Literal["store", "drop"] = Field(
+        "store",
+        description="store: each image once under <path>/images/<sha256>.<ext>, referenced "
+        "from the row; drop: replaced by a text marker.",
+    )
+    max_file_bytes: int = Field(
+        64 * 1024**2, ge=4096, description="Rotate to a new capture file past this size."
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="Rows waiting for the writer thread; past it rows are dropped and "
+        "counted (llm_router_capture_dropped_total), never a slower request.",
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class Settings(BaseSettings):
     """All llm-router settings."""
 
@@ -193,6 +225,7 @@ class Settings(BaseSettings):
     image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
     proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]
     cost: CostSettings = Field(default_factory=CostSettings)  # type: ignore[arg-type]
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)  # type: ignore[arg-type]
 
     @field_validator("api_keys", mode="before")
     @classmethod

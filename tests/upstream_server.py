@@ -9,15 +9,17 @@ in a routing config), the body's ``mock.mode`` (the router passes unknown fields
 (first chunk, then nothing); ``die_stream`` (first chunk, then the connection is dropped).
 ``mock.delay_s`` paces stream chunks, ``mock.repeat`` makes the answer longer,
 ``mock.cached_tokens`` reports that many prompt tokens as cached and ``mock.split`` sends
-every stream event in two network writes, 5 ms apart.
+every stream event in two network writes, 5 ms apart. ``state.script`` (a function of the
+body and the request's number) can answer any request instead, as JSON: a ``Scripted``
+reply (status, text, usage, headers, delay, raw body), or None for the modes above.
 
-Usage is counted as OpenAI reports it: one token per whitespace-separated word, prompt =
-every message's text, completion = the answer. Plain answers always carry it (except
-``no_usage``); streams carry it as OpenAI does, only when ``stream_options.include_usage``
-is true: ``"usage": null`` on every chunk and a last chunk with empty ``choices`` and the
-usage. What was reported is recorded per request in ``state.usage``. Every request and
-every client disconnect is recorded. Runs in a thread (``UpstreamServer``) or as
-``python -m tests.upstream_server``.
+Usage (unscripted answers) is counted as OpenAI reports it: one token per
+whitespace-separated word, prompt = every message's text, completion = the answer. Plain
+answers always carry it (except ``no_usage``); streams carry it as OpenAI does, only when
+``stream_options.include_usage`` is true: ``"usage": null`` on every chunk and a last
+chunk with empty ``choices`` and the usage. What was reported is recorded per request in
+``state.usage``. Every request (with its arrival time) and every client disconnect is
+recorded. Runs in a thread (``UpstreamServer``) or as ``python -m tests.upstream_server``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,20 @@ from starlette.routing import Route
 
 
 @dataclass
+class Scripted:
+    """One scripted answer: an OpenAI error body for status >= 400, else a completion
+    with ``content`` (default: the usual echo) and ``usage`` (default 1 + 1 tokens);
+    ``raw`` is sent as the body instead of either."""
+
+    status: int = 200
+    content: str | None = None
+    usage: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    raw: bytes | None = None
+
+
+@dataclass
 class UpstreamState:
     """What the server was asked, and what tests want it to do."""
 
@@ -47,12 +63,14 @@ class UpstreamState:
     modes: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    script: Callable[[dict[str, Any], int], Scripted | None] | None = None
     usage: list[dict[str, Any]] = field(default_factory=list)  # the usage each answer reported
 
     def reset(self) -> None:
         self.modes.clear()
         self.requests.clear()
         self.cancelled.clear()
+        self.script = None
         self.usage.clear()
 
 
@@ -111,6 +129,64 @@ def _chunk(
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
+def _error(state: UpstreamState, status: int, headers: dict[str, str]) -> Response:
+    error = {
+        "message": f"{state.name} failed on purpose",
+        "type": "test_error",
+        "param": None,
+        "code": str(status),
+    }
+    return Response(orjson.dumps({"error": error}), status, headers, "application/json")
+
+
+def _completion(
+    model: str,
+    n: int,
+    content: str,
+    usage: dict[str, Any] | None,
+    headers: dict[str, str],
+    omit_usage: bool = False,
+) -> Response:
+    answer: dict[str, Any] = {
+        "id": f"chatcmpl-up-{n}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    if not omit_usage:
+        answer["usage"] = usage or {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    return Response(orjson.dumps(answer), 200, headers, "application/json")
+
+
+async def _scripted(
+    state: UpstreamState,
+    reply: Scripted,
+    body: dict[str, Any],
+    model: str,
+    n: int,
+    headers: dict[str, str],
+) -> Response:
+    if reply.delay_s:
+        await asyncio.sleep(reply.delay_s)
+    headers = {**headers, **reply.headers}
+    if reply.raw is not None:
+        return Response(reply.raw, reply.status, headers, "application/json")
+    if reply.status >= 400:
+        return _error(state, reply.status, headers)
+    content = reply.content
+    if content is None:
+        content = f"{state.name} says: {_latest_user_text(body)}"
+    return _completion(model, n, content, reply.usage, headers)
+
+
 def create_upstream_app(state: UpstreamState) -> Starlette:
     """The upstream's ASGI app, recording into ``state``."""
 
@@ -123,23 +199,22 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
         body = orjson.loads(await request.body())
         model = str(body.get("model"))
         n = len(state.requests)
-        state.requests.append({"model": model, "headers": dict(request.headers), "body": body})
+        state.requests.append(
+            {"model": model, "headers": dict(request.headers), "body": body,
+             "time": time.monotonic()}
+        )  # fmt: skip
+        headers = {"x-request-id": f"up-{n}", "x-ratelimit-remaining-requests": "99"}
+        scripted = state.script(body, n) if state.script is not None else None
+        if scripted is not None:
+            return await _scripted(state, scripted, body, model, n, headers)
         mock = body.get("mock") or {}
         mode = (
             state.modes.get(model)
             or request.headers.get("x-upstream-mode")
             or mock.get("mode", "ok")
         )
-        headers = {"x-request-id": f"up-{n}", "x-ratelimit-remaining-requests": "99"}
         if mode.startswith("error:"):
-            status = int(mode.split(":", 1)[1])
-            error = {
-                "message": f"{state.name} failed on purpose",
-                "type": "test_error",
-                "param": None,
-                "code": str(status),
-            }
-            return Response(orjson.dumps({"error": error}), status, headers, "application/json")
+            return _error(state, int(mode.split(":", 1)[1]), headers)
         if mode == "stall":
             await wait_gone(request, model)
             return Response(status_code=499)
@@ -147,24 +222,9 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
         content = " ".join([content] * int(mock.get("repeat", 1)))
         usage = count_usage(body, content)
         if not body.get("stream"):
-            answer = {
-                "id": f"chatcmpl-up-{n}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
             if mode != "no_usage":
-                answer["usage"] = usage
                 state.usage.append(usage)
-            return Response(orjson.dumps(answer), 200, headers, "application/json")
+            return _completion(model, n, content, usage, headers, omit_usage=mode == "no_usage")
         delay = float(mock.get("delay_s", 0.0))
         split = bool(mock.get("split"))
         options = body.get("stream_options")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from app.api.schemas import (
     recommendation,
     recommendation_stream,
 )
+from app.capture.writer import CaptureRow, json_copy
 from app.logs import get_logger
 from app.metrics import exposition
 from models.core.conversation import Conversation
@@ -118,8 +120,10 @@ async def decide(
         return RoutingDecision(
             model=name, strategy=state.strategy.name, reason="manual", ranking=[name]
         )
+    strategy = state.strategy  # a reload may swap it meanwhile: this request keeps it
     start = time.perf_counter()
-    decision = await state.strategy.route(conversation, options)
+    with state.users.using(strategy):
+        decision = await strategy.route(conversation, options)
     state.metrics.decision_duration.labels(decision.strategy).observe(time.perf_counter() - start)
     return decision
 
@@ -144,6 +148,32 @@ def _log_decision(
         stream=stream,
         mode=state.settings.mode,
         **extra,
+    )
+
+
+def _capture_row(
+    state: RouterState,
+    request: Request,
+    body: dict[str, Any],
+    decision: RoutingDecision,
+    stream: bool,
+) -> CaptureRow | None:
+    """This request's capture row, when capture is on and the request is sampled."""
+    capture = state.capture
+    if capture is None or (capture.sample_rate < 1.0 and random.random() >= capture.sample_rate):
+        return None
+    return CaptureRow(
+        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        messages=json_copy(body.get("messages", [])),
+        decision={
+            "model": decision.model,
+            "strategy": decision.strategy,
+            "intent": decision.intent,
+            "reason": decision.reason,
+        },
+        mode=state.settings.mode,
+        time=time.time(),
+        stream=stream,
     )
 
 
@@ -178,11 +208,21 @@ async def _complete(state: RouterState, request: Request) -> Response:
         decision.strategy, decision.model, decision.intent or "", decision.reason
     ).inc()
     _log_decision(state, decision, conversation, latency, req.stream)
+    row = _capture_row(state, request, body, decision, req.stream)
     if state.proxy is not None:
         excluded = frozenset(req.router.exclude_models) if req.router else frozenset()
-        return await state.proxy.forward(
+        response = await state.proxy.forward(
             request, body, conversation, decision, latency, req.stream, excluded
         )
+        if row is not None:
+            row.status, row.answered_by = (
+                response.status_code,
+                response.headers.get("x-router-model"),
+            )
+            state.capture.submit(row)  # type: ignore[union-attr]
+        return response
+    if row is not None:
+        state.capture.submit(row)  # type: ignore[union-attr]
     if req.stream:
         return StreamingResponse(
             recommendation_stream(decision, latency), media_type="text/event-stream"

@@ -83,7 +83,6 @@ class Proxy:
     ) -> None:
         """``baseline``: the model savings are counted against (resolve_baseline)."""
         self.http, self.metrics = http, metrics
-        self.accounting = Accounting(config, metrics, baseline)
         # one client serves every user: never keep an upstream's cookies for the next request
         self.http.cookies = _NoCookies()
         self.settings = settings
@@ -95,10 +94,17 @@ class Proxy:
             follow_redirects=False,
             cookies=_NoCookies(),
         )
-        self.upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
-        for up in self.upstreams.values():
+        self.use_config(config, baseline)
+
+    def use_config(self, config: RoutingConfig, baseline: ModelConfig | None = None) -> None:
+        """Resolve every model's upstream and prices (at startup, and on a reload: requests
+        already past this point keep the upstreams and prices they resolved)."""
+        upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
+        for up in upstreams.values():
             if up.problem:  # skipped as a candidate at request time (see forward)
                 get_logger().warning("upstream_unusable", model=up.name, problem=up.problem)
+        accounting = Accounting(config, self.metrics, baseline)
+        self.config, self.upstreams, self.accounting = config, upstreams, accounting
 
     async def aclose(self) -> None:
         await self.fresh.aclose()
@@ -125,6 +131,7 @@ class Proxy:
         if decision.intent:
             route_headers["x-router-intent"] = decision.intent
         candidates = self._candidates(excluded, conversation, decision)
+        accounting = self.accounting  # the prices of the config the candidates came from
         body.pop("router", None)
         drop_usage = stream and ask_for_usage(body)
         headers = {"content-type": "application/json", "x-request-id": _request_id(request)}
@@ -164,7 +171,7 @@ class Proxy:
             gone.cancel()
             if status < 300:
                 coding = outcome.response.headers.get("content-encoding", "")
-                charge = self.accounting.charge(name, body_usage(outcome.body, coding))
+                charge = accounting.charge(name, body_usage(outcome.body, coding))
                 if charge is not None:
                     out_headers.update(charge.headers())
                     log.update(charge.log_fields())
@@ -179,7 +186,7 @@ class Proxy:
             outcome.chunks,
             out_headers,
             gone,
-            lambda result: self._stream_done(outcome, result, reader, log),
+            lambda result: self._stream_done(outcome, result, reader, accounting, log),
             reader,
         )
 
@@ -305,14 +312,19 @@ class Proxy:
             ) from None
 
     def _stream_done(
-        self, outcome: Answer, result: str, reader: StreamUsage, log: dict[str, Any]
+        self,
+        outcome: Answer,
+        result: str,
+        reader: StreamUsage,
+        accounting: Accounting,
+        log: dict[str, Any],
     ) -> None:
         """At the end of a relayed stream: its duration, and its usage (a stream cut short
         has usually not reported any: counted as missing)."""
         self.metrics.upstream_duration.labels(outcome.upstream.name).observe(
             time.perf_counter() - outcome.started
         )
-        charge = self.accounting.charge(outcome.upstream.name, reader.usage)
+        charge = accounting.charge(outcome.upstream.name, reader.usage)
         log["stream_result"] = result
         if charge is not None:
             log.update(charge.log_fields())

@@ -4,16 +4,20 @@ added and removed for streams, missing usage, the baseline, and fallbacks named.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import respx
+import yaml
+from asgi_lifespan import LifespanManager
 
 from app.server.factory import create_app
 from models.core.errors import ConfigError
 from models.core.routing_config import RoutingConfig
-from tests.helpers import app_client, make_settings, user
+from tests.helpers import app_client, make_settings, user, wait_ready
 from tests.unit.proxy.proxy_support import completion, proxy, sse
 
 CHAT = "/v1/chat/completions"
@@ -276,3 +280,47 @@ def test_default_baseline_without_prices_says_how_to_choose() -> None:
     config = RoutingConfig.model_validate({"models": [{"name": "free"}, eyes]})
     with pytest.raises(ConfigError, match=r"'free' \(the default: set ROUTER_COST__BASELINE_"):
         create_app(make_settings(mode="proxy"), config=config)
+
+
+def priced_yaml(path: Path, small_prices: tuple[float, float], with_big: bool = True) -> Path:
+    models = [
+        {
+            "name": "small",
+            "input_price_per_1m": small_prices[0],
+            "output_price_per_1m": small_prices[1],
+            "base_url": "http://small.test/v1",
+        }
+    ]
+    if with_big:
+        models.append(PRICED.models[1].model_dump(exclude_none=True))
+    path.write_text(yaml.safe_dump({"models": models}))
+    return path
+
+
+async def test_a_reload_counts_at_the_new_prices_and_refuses_a_lost_baseline(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP reload: answers after it are priced from the new config; a config without
+    the configured baseline model is refused and the old prices keep counting."""
+    config = priced_yaml(tmp_path / "routing.yaml", (0.04, 0.16))
+    settings = make_settings(mode="proxy", config=str(config), cost={"baseline_model": "big"})
+    app = create_app(settings)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post("http://small.test/v1/chat/completions").respond(json=answer(1000, 250))
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await wait_ready(client)
+                first = await client.post(CHAT, json=HI)
+                priced_yaml(config, (0.08, 0.32))
+                assert await app.state.reloader.reload() is True
+                second = await client.post(CHAT, json=HI)
+                priced_yaml(config, (1.0, 1.0), with_big=False)
+                assert await app.state.reloader.reload() is False
+                third = await client.post(CHAT, json=HI)
+                text = (await client.get("/metrics")).text
+    assert first.headers["x-router-cost-usd"] == "0.00008"
+    assert second.headers["x-router-cost-usd"] == third.headers["x-router-cost-usd"] == "0.00016"
+    assert sample(text, "llm_router_cost_usd_total", '{model="small"}') == pytest.approx(0.0004)
+    assert sample(text, "llm_router_baseline_cost_usd_total") == pytest.approx(3 * 0.00375)
+    assert sample(text, "llm_router_config_reloads_total", '{result="error"}') == 1
