@@ -129,6 +129,18 @@ class ProxySettings(BaseModel):
     )
 
 
+class CostSettings(BaseModel):
+    """Cost accounting in proxy mode (prices come from the routing config; docs/cost.md)."""
+
+    baseline_model: str = Field(
+        "",
+        description="The model savings are measured against: llm_router_baseline_cost_usd_total "
+        "counts what each answer's tokens would have cost on it (empty = the most expensive "
+        "configured text model). Must name a configured model; with prices in the config, "
+        "one that has prices.",
+    )
+
+
 class CaptureSettings(BaseModel):
     """Traffic capture for the learning loop (off by default: it stores user prompts)."""
 
@@ -219,6 +231,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
     proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]
+    cost: CostSettings = Field(default_factory=CostSettings)  # type: ignore[arg-type]
     capture: CaptureSettings = Field(default_factory=CaptureSettings)  # type: ignore[arg-type]
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # type: ignore[arg-type]
 

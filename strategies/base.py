@@ -137,3 +137,11 @@ def strips_images(config: RoutingConfig, conversation: Conversation, model: str)
     """Whether ``model`` answers this conversation with its images replaced by markers
     (it cannot see them, and the conversation holds some)."""
     return conversation.has_images and not config.model(model).vision
+
+
+def fallback_by_cost(config: RoutingConfig, others: list[str]) -> list[str]:
+    """The models to fall back to, in the routing config's ``fallback_order`` by cost:
+    cheapest first, or with ``strongest`` the most expensive first (cost standing in for
+    capability). Ties keep the config's order."""
+    strongest = config.fallback_order == "strongest"
+    return sorted(others, key=lambda m: config.model(m).cost, reverse=strongest)

@@ -4,16 +4,24 @@
 SSE chunks (one per word). What it does is chosen per request, first match wins:
 ``server.modes[model]`` (set by tests), the ``x-upstream-mode`` header (per-model headers
 in a routing config), the body's ``mock.mode`` (the router passes unknown fields on), else
-``ok``. Modes: ``ok``; ``error:<status>`` (OpenAI error body); ``stall`` (no answer until
-the client goes away); ``stall_stream`` (first chunk, then nothing); ``die_stream`` (first
-chunk, then the connection is dropped). ``mock.delay_s`` paces stream chunks and
-``mock.repeat`` makes the answer longer. A model in ``server.text_only`` answers 400
-``image_not_supported`` to a body holding an ``image_url`` part, as a text-only provider
-does. ``state.script`` (a function of the body and the request's number) can answer any
-request instead, as JSON: a ``Scripted`` reply (status, text, usage, headers, delay, raw
-body), or None for the modes above. Every request (with its arrival time) and every
-client disconnect is recorded. Runs in a thread (``UpstreamServer``) or as
-``python -m tests.upstream_server``.
+``ok``. Modes: ``ok``; ``no_usage`` (an answer without ``usage``); ``error:<status>``
+(OpenAI error body); ``stall`` (no answer until the client goes away); ``stall_stream``
+(first chunk, then nothing); ``die_stream`` (first chunk, then the connection is dropped).
+``mock.delay_s`` paces stream chunks, ``mock.repeat`` makes the answer longer,
+``mock.cached_tokens`` reports that many prompt tokens as cached and ``mock.split`` sends
+every stream event in two network writes, 5 ms apart. ``state.script`` (a function of the
+body and the request's number) can answer any request instead, as JSON: a ``Scripted``
+reply (status, text, usage, headers, delay, raw body), or None for the modes above. A
+model in ``server.text_only`` answers 400 ``image_not_supported`` to a body holding an
+``image_url`` part, as a text-only provider does.
+
+Usage (unscripted answers) is counted as OpenAI reports it: one token per
+whitespace-separated word, prompt = every message's text, completion = the answer. Plain
+answers always carry it (except ``no_usage``); streams carry it as OpenAI does, only when
+``stream_options.include_usage`` is true: ``"usage": null`` on every chunk and a last
+chunk with empty ``choices`` and the usage. What was reported is recorded per request in
+``state.usage``. Every request (with its arrival time) and every client disconnect is
+recorded. Runs in a thread (``UpstreamServer``) or as ``python -m tests.upstream_server``.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ class UpstreamState:
     cancelled: list[str] = field(default_factory=list)
     script: Callable[[dict[str, Any], int], Scripted | None] | None = None
     text_only: set[str] = field(default_factory=set)  # models that refuse image parts
+    usage: list[dict[str, Any]] = field(default_factory=list)  # the usage each answer reported
 
     def reset(self) -> None:
         self.modes.clear()
@@ -66,6 +75,7 @@ class UpstreamState:
         self.requests.clear()
         self.cancelled.clear()
         self.script = None
+        self.usage.clear()
 
 
 def _latest_user_text(body: dict[str, Any]) -> str:
@@ -90,14 +100,47 @@ def image_parts(body: dict[str, Any]) -> int:
     )
 
 
-def _chunk(n: int, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    event = {
+def _words(content: Any) -> int:
+    if isinstance(content, list):
+        return sum(len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict))
+    return len(str(content or "").split())
+
+
+def count_usage(body: dict[str, Any], content: str) -> dict[str, Any]:
+    """The usage object this upstream reports: one token per word."""
+    prompt = sum(_words(m.get("content")) for m in body.get("messages") or [])
+    completion = len(content.split())
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    cached = (body.get("mock") or {}).get("cached_tokens")
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(int(cached), prompt)}
+    return usage
+
+
+def _chunk(
+    n: int,
+    model: str,
+    delta: dict[str, Any] | None,
+    finish: str | None = None,
+    usage: dict[str, Any] | bool | None = False,
+) -> bytes:
+    """One SSE event; ``delta=None`` makes the usage-only chunk (empty ``choices``);
+    ``usage=False`` leaves the field out (the client did not ask for usage)."""
+    event: dict[str, Any] = {
         "id": f"chatcmpl-up-{n}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+    if usage is not False:
+        event["usage"] = usage
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
@@ -112,9 +155,14 @@ def _error(state: UpstreamState, status: int, headers: dict[str, str]) -> Respon
 
 
 def _completion(
-    model: str, n: int, content: str, usage: dict[str, Any] | None, headers: dict[str, str]
+    model: str,
+    n: int,
+    content: str,
+    usage: dict[str, Any] | None,
+    headers: dict[str, str],
+    omit_usage: bool = False,
 ) -> Response:
-    answer = {
+    answer: dict[str, Any] = {
         "id": f"chatcmpl-up-{n}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -127,8 +175,9 @@ def _completion(
                 "finish_reason": "stop",
             }
         ],
-        "usage": usage or {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
+    if not omit_usage:
+        answer["usage"] = usage or {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
     return Response(orjson.dumps(answer), 200, headers, "application/json")
 
 
@@ -194,24 +243,44 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
             return Response(status_code=499)
         content = f"{state.name} says: {_latest_user_text(body)}"
         content = " ".join([content] * int(mock.get("repeat", 1)))
+        usage = count_usage(body, content)
         if not body.get("stream"):
-            return _completion(model, n, content, None, headers)
+            if mode != "no_usage":
+                state.usage.append(usage)
+            return _completion(model, n, content, usage, headers, omit_usage=mode == "no_usage")
         delay = float(mock.get("delay_s", 0.0))
+        split = bool(mock.get("split"))
+        options = body.get("stream_options")
+        reports = isinstance(options, dict) and options.get("include_usage") is True
+        reports = reports and mode != "no_usage"
+        null: bool | None = None if reports else False  # "usage": null on every chunk
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                yield _chunk(n, model, {"role": "assistant", "content": ""})
+                yield _chunk(n, model, {"role": "assistant", "content": ""}, usage=null)
                 if mode == "stall_stream":
                     await wait_gone(request, model)
                     return
                 if mode == "die_stream":
                     raise ConnectionAbortedError("upstream dropped the stream on purpose")
-                for i, word in enumerate(content.split(" ")):
-                    if delay:
+                words = [
+                    _chunk(n, model, {"content": word if i == 0 else " " + word}, usage=null)
+                    for i, word in enumerate(content.split(" "))
+                ]
+                end = [_chunk(n, model, {}, "stop", usage=null)]
+                if reports:
+                    end.append(_chunk(n, model, None, usage=usage))
+                    state.usage.append(usage)
+                end.append(b"data: [DONE]\n\n")
+                for i, event in enumerate([*words, *end]):
+                    if delay and i < len(words):
                         await asyncio.sleep(delay)
-                    yield _chunk(n, model, {"content": word if i == 0 else " " + word})
-                yield _chunk(n, model, {}, "stop")
-                yield b"data: [DONE]\n\n"
+                    if split:
+                        yield event[: len(event) // 2]
+                        await asyncio.sleep(0.005)
+                        yield event[len(event) // 2 :]
+                    else:
+                        yield event
             except asyncio.CancelledError:  # Starlette cancels the stream when the client goes
                 state.cancelled.append(model)
                 raise

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from app.metrics import RouterMetrics
     from app.proxy.forward import Proxy
     from app.settings import Settings
-    from models.core.routing_config import RoutingConfig
+    from models.core.routing_config import ModelConfig, RoutingConfig
     from strategies.base import RoutingStrategy
     from strategies.sessions import SessionRouter
 
@@ -82,6 +82,7 @@ class RouterState:
     capture: CaptureWriter | None = None
     workers: WorkerGroup | None = None
     sessions: SessionRouter | None = None  # ROUTER_SESSIONS__POLICY other than off
+    baseline: ModelConfig | None = None  # what savings are counted against (proxy mode)
     admission: Admission = field(init=False)
     created: int = field(default_factory=lambda: int(time.time()))
     users: StrategyUsers = field(default_factory=StrategyUsers)

@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from app.cli.common import load_settings
+from app.proxy.accounting import resolve_baseline
 from app.settings import Settings, load_env_file
 from models.core.errors import ConfigError, RouterError
 from models.core.routing_config import RoutingConfig, load_routing_config
@@ -45,8 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     count = worker_count(settings)
     check_workers(settings, count)
     if count > 1:
-        load_routing_config(settings.config)  # bad config or strategy: fail here, not in N workers
+        config = load_routing_config(settings.config)  # bad config: fail here, not in N workers
         resolve(settings.strategy)
+        resolve_baseline(config, settings.cost.baseline_model, settings.mode == "proxy")
         return serve_workers(settings, count)
     from app.server.serving import build_server
 

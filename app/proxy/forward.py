@@ -13,6 +13,11 @@ as the upstream sent them; a 429 from every candidate tried comes back too, with
 ``retry-after``. Every pooled connection busy is local saturation: 503 ``proxy_saturated``,
 no fallback. A client that goes away cancels the upstream call, also while waiting for a
 slow non-streaming answer.
+
+Every successful answer's ``usage`` is counted (app/proxy/usage.py reads it, also from
+streams; app/proxy/accounting.py prices it). A plain answer says what it cost in
+``x-router-cost-usd`` and ``x-router-tokens``; an answer that came from a fallback names
+the first choice in ``x-router-fallback-from``. Both go into the request's access log.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import error_body, error_response
-from app.logs import get_logger
+from app.logs import access_fields, get_logger
+from app.proxy.accounting import Accounting
 from app.proxy.relay import RelayResponse, passed_headers, wait_disconnect
 from app.proxy.rewrite import omit_images
 from app.proxy.upstream import Answer, AttemptFailed, Upstream, build_upstream, exchange
+from app.proxy.usage import StreamUsage, ask_for_usage, body_usage
 from models.core.conversation import Conversation
 from models.core.errors import (
     BadRequestError,
@@ -46,7 +53,7 @@ from strategies.base import RoutingDecision
 if TYPE_CHECKING:
     from app.metrics import RouterMetrics
     from app.settings import ProxySettings
-    from models.core.routing_config import RoutingConfig
+    from models.core.routing_config import ModelConfig, RoutingConfig
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": never reaches the client, only metrics
 
@@ -75,7 +82,9 @@ class Proxy:
         metrics: RouterMetrics,
         settings: ProxySettings,
         config: RoutingConfig,
+        baseline: ModelConfig | None = None,
     ) -> None:
+        """``baseline``: the model savings are counted against (resolve_baseline)."""
         self.http, self.metrics = http, metrics
         # one client serves every user: never keep an upstream's cookies for the next request
         self.http.cookies = _NoCookies()
@@ -88,16 +97,17 @@ class Proxy:
             follow_redirects=False,
             cookies=_NoCookies(),
         )
-        self.use_config(config)
+        self.use_config(config, baseline)
 
-    def use_config(self, config: RoutingConfig) -> None:
-        """Resolve every model's upstream (at startup, and on a reload: requests already
-        past this point keep the upstreams they resolved)."""
+    def use_config(self, config: RoutingConfig, baseline: ModelConfig | None = None) -> None:
+        """Resolve every model's upstream and prices (at startup, and on a reload: requests
+        already past this point keep the upstreams and prices they resolved)."""
         upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
         for up in upstreams.values():
             if up.problem:  # skipped as a candidate at request time (see forward)
                 get_logger().warning("upstream_unusable", model=up.name, problem=up.problem)
-        self.config, self.upstreams = config, upstreams
+        accounting = Accounting(config, self.metrics, baseline)
+        self.config, self.upstreams, self.accounting = config, upstreams, accounting
 
     async def aclose(self) -> None:
         await self.fresh.aclose()
@@ -124,9 +134,13 @@ class Proxy:
         if decision.intent:
             route_headers["x-router-intent"] = decision.intent
         candidates = self._candidates(excluded, conversation, decision)
+        accounting = self.accounting  # the prices of the config the candidates came from
         body.pop("router", None)
+        drop_usage = stream and ask_for_usage(body)
         headers = {"content-type": "application/json", "x-request-id": _request_id(request)}
-        headers["accept-encoding"] = request.headers.get("accept-encoding", "identity")
+        # a stream is read as it passes (its usage), so it comes uncompressed
+        encoding = request.headers.get("accept-encoding", "identity")
+        headers["accept-encoding"] = "identity" if stream else encoding
         gone = asyncio.ensure_future(wait_disconnect(request.receive))
         calls = asyncio.ensure_future(self._attempts(candidates, body, headers, stream))
         try:
@@ -140,6 +154,7 @@ class Proxy:
             outcome = calls.result()
         except _Failed as exc:
             gone.cancel()
+            access_fields(request.scope)["model"] = exc.model
             response = error_response(exc.error)
             response.headers.update({**route_headers, "x-router-model": exc.model})
             return response
@@ -147,24 +162,42 @@ class Proxy:
             gone.cancel()
             calls.cancel()
             raise
-        route_headers["x-router-model"] = outcome.upstream.name
+        name = outcome.upstream.name
+        route_headers["x-router-model"] = name
+        log = access_fields(request.scope)
+        log["model"] = name
+        if name != candidates[0].name:
+            route_headers["x-router-fallback-from"] = log["fallback_from"] = candidates[0].name
         if outcome.images_omitted:
             route_headers["x-router-images-omitted"] = str(outcome.images_omitted)
         out_headers = {**passed_headers(outcome.response), **route_headers}
-        overhead = time.perf_counter() - began - outcome.upstream_s
-        self.metrics.proxy_overhead.observe(max(overhead, 0.0))
+        status = outcome.response.status_code
         if outcome.chunks is None:
             gone.cancel()
-            return Response(outcome.body, outcome.response.status_code, out_headers)
+            if status < 300:
+                coding = outcome.response.headers.get("content-encoding", "")
+                charge = accounting.charge(name, body_usage(outcome.body, coding))
+                if charge is not None:
+                    out_headers.update(charge.headers())
+                    log.update(charge.log_fields())
+            self._overhead(began, outcome)
+            return Response(outcome.body, status, out_headers)
+        self._overhead(began, outcome)
         out_headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        reader = StreamUsage(drop_usage)
         return RelayResponse(
             outcome.response,
             outcome.body,
             outcome.chunks,
             out_headers,
             gone,
-            lambda result: self._stream_done(outcome, result),
+            lambda result: self._stream_done(outcome, result, reader, accounting, log),
+            reader,
         )
+
+    def _overhead(self, began: float, outcome: Answer) -> None:
+        overhead = time.perf_counter() - began - outcome.upstream_s
+        self.metrics.proxy_overhead.observe(max(overhead, 0.0))
 
     def _candidates(
         self, excluded: frozenset[str], conversation: Conversation, decision: RoutingDecision
@@ -290,10 +323,23 @@ class Proxy:
                 "timeout", "timeout (total_timeout_s exhausted)", fallback=False, timeout=True
             ) from None
 
-    def _stream_done(self, outcome: Answer, result: str) -> None:
+    def _stream_done(
+        self,
+        outcome: Answer,
+        result: str,
+        reader: StreamUsage,
+        accounting: Accounting,
+        log: dict[str, Any],
+    ) -> None:
+        """At the end of a relayed stream: its duration, and its usage (a stream cut short
+        has usually not reported any: counted as missing)."""
         self.metrics.upstream_duration.labels(outcome.upstream.name).observe(
             time.perf_counter() - outcome.started
         )
+        charge = accounting.charge(outcome.upstream.name, reader.usage)
+        log["stream_result"] = result
+        if charge is not None:
+            log.update(charge.log_fields())
         if result != "complete":
             get_logger().warning(
                 "upstream_stream_ended", model=outcome.upstream.name, result=result

@@ -25,6 +25,7 @@ from app.errors import install_error_handlers
 from app.images.loader import ImageLoader
 from app.logs import configure_logging
 from app.metrics import RouterMetrics
+from app.proxy.accounting import resolve_baseline
 from app.proxy.upstream import upstream_client
 from app.server.reload import Reloader
 from app.server.startup import backend_label, start_strategy
@@ -89,7 +90,9 @@ def _lifespan(
         if settings.mode == "proxy":
             from app.proxy.forward import Proxy
 
-            state.proxy = Proxy(state.http, state.metrics, settings.proxy, state.config)
+            state.proxy = Proxy(
+                state.http, state.metrics, settings.proxy, state.config, state.baseline
+            )
         starting = asyncio.create_task(start_strategy(state, on_fatal), name="strategy-start")
         undo = reloader.install_signal_handler() if sighup else None
         try:
@@ -118,8 +121,10 @@ def create_app(
     configure_logging(settings.log_format, settings.log_level)
     config = config or load_routing_config(settings.config)
     resolve(settings.strategy)  # an unknown name fails now, listing the valid ones
+    baseline = resolve_baseline(config, settings.cost.baseline_model, settings.mode == "proxy")
     check_capture_dir(settings.capture)
     state = init_app_state(settings, config)
+    state.baseline = baseline
     reloader = Reloader(state, on_fatal)
     app = FastAPI(
         title="llm-router",

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from app.api.state import RouterState
 from app.logs import get_logger
+from app.proxy.accounting import resolve_baseline
 from app.server.startup import strategy_context
 from models.core.errors import ConfigError
 from models.core.routing_config import load_routing_config
@@ -61,6 +62,9 @@ class Reloader:
         path = state.settings.config
         try:
             config = load_routing_config(path)
+            baseline = resolve_baseline(
+                config, state.settings.cost.baseline_model, state.settings.mode == "proxy"
+            )
         except ConfigError as exc:
             return self._failed("invalid_config", str(exc))
         if state.strategy is None or not state.started:
@@ -79,8 +83,9 @@ class Reloader:
             return self._failed("strategy_error", f"{type(exc).__name__}: {exc}")
         old = state.strategy
         state.config, state.strategy = config, strategy  # one step: no await in between
+        state.baseline = baseline
         if state.proxy is not None:
-            state.proxy.use_config(config)
+            state.proxy.use_config(config, baseline)
         if state.sessions is not None:  # sessions keep their models; new costs rank them
             state.sessions.config = config
         state.metrics.config_reloads.labels("success").inc()

@@ -25,12 +25,13 @@ import numpy as np
 from models.core.conversation import Conversation
 from models.core.errors import NoEligibleModelError, StrategyError
 from models.inference.batching import MicroBatcher
-from strategies.auto.selection import policy_params, select
+from strategies.auto.selection import fallback_ranking, policy_params, select
 from strategies.base import (
     RouteOptions,
     RoutingDecision,
     StrategyContext,
     eligible_models,
+    fallback_by_cost,
     strips_images,
 )
 from strategies.policy import run_with_policy
@@ -234,6 +235,9 @@ class AutoStrategy:
             metrics.stage_duration.labels(self.name, "encode").observe(encoded - start)
             params = policy_params(config, options, self.fixed_model, self._cost_weight)
             choice = select(probs, candidates, params)
+            ranking = fallback_ranking(
+                probs, choice.model, candidates, params, config.fallback_order
+            )
             metrics.stage_duration.labels(self.name, "select").observe(
                 time.perf_counter() - encoded
             )
@@ -242,7 +246,7 @@ class AutoStrategy:
                 strategy=self.name,
                 reason=choice.reason,
                 scores={m: round(probs[m], 6) for m in candidates},
-                ranking=choice.ranking,
+                ranking=ranking,
                 detail={"policy": params.policy, "encoder": self.encoder.name},
             )
         decision.needs_vision = need.needed
@@ -260,10 +264,11 @@ class AutoStrategy:
         """The decision when scoring failed or timed out under ``on_error=fallback``: the
         configured fallback model when eligible, else the cheapest eligible one."""
         config = self._ctx.config
-        cost = {m: config.model(m).cost for m in candidates}
         wanted = config.default_model()
-        model = wanted if wanted in candidates else min(candidates, key=cost.__getitem__)
-        others = sorted((m for m in candidates if m != model), key=lambda m: -cost[m])
+        model = (
+            wanted if wanted in candidates else min(candidates, key=lambda m: config.model(m).cost)
+        )
+        others = fallback_by_cost(config, [m for m in candidates if m != model])
         return RoutingDecision(
             model=model,
             strategy=self.name,

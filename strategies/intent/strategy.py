@@ -31,6 +31,7 @@ from strategies.base import (
     RoutingDecision,
     StrategyContext,
     eligible_models,
+    fallback_by_cost,
     strips_images,
 )
 from strategies.policy import run_with_policy
@@ -195,7 +196,7 @@ class IntentStrategy:
         strip = strips_images(config, conversation, model)
         if strip and reason == "intent":
             reason = "images_omitted"
-        others = sorted((m for m in eligible if m != model), key=lambda m: -config.model(m).cost)
+        others = fallback_by_cost(config, [m for m in eligible if m != model])
         allowed = allowed_intents(self._ctx, conversation)
         scores = result.scores if result else {}
         return RoutingDecision(

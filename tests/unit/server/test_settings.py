@@ -53,6 +53,7 @@ ALL_SETTINGS = dict(walk(Settings))
         ("ROUTER_LOG_FORMAT", "console", lambda s: s.log_format),
         ("ROUTER_LIMITS__MAX_IMAGES", "3", lambda s: str(s.limits.max_images)),
         ("ROUTER_IMAGE_FETCH__ENABLED", "true", lambda s: str(s.image_fetch.enabled).lower()),
+        ("ROUTER_COST__BASELINE_MODEL", "gpt-5-chat", lambda s: s.cost.baseline_model),
     ],
 )
 def test_environment_variables_are_honoured(
