@@ -41,6 +41,17 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+COMPLETION_HOOKS = "llm_router.completion_hooks"
+
+
+def on_completed(
+    scope: MutableMapping[str, Any], hook: Callable[[int, dict[str, Any]], None]
+) -> None:
+    """Call ``hook(status, access_fields)`` once the response has been sent (a stream: after
+    its last byte), e.g. to capture a proxied request with the tokens it used."""
+    scope.setdefault(COMPLETION_HOOKS, []).append(hook)
+
+
 class RouterMiddleware:
     """Request id, body limit and request metrics for every HTTP request."""
 
@@ -127,15 +138,21 @@ class RouterMiddleware:
         await response(scope, receive, send)
 
     def _completed(self, scope: Scope, endpoint: str, status: int, duration: float) -> None:
-        """Request metrics and the access log event."""
+        """Request metrics, the access log event and the handlers' completion hooks."""
         method = scope["method"] if scope["method"] in METHODS else "other"
         self.metrics.requests.labels(endpoint, method, str(status)).inc()
         self.metrics.request_duration.labels(endpoint).observe(duration)
+        fields = scope.get(ACCESS_FIELDS, {})
         self.log.info(
             "request_completed",
             method=method,
             endpoint=endpoint,
             status=status,
             duration_s=round(duration, 6),
-            **scope.get(ACCESS_FIELDS, {}),
+            **fields,
         )
+        for hook in scope.get(COMPLETION_HOOKS, ()):
+            try:
+                hook(status, fields)
+            except Exception as exc:  # a hook (the capture) must never fail the request
+                log_failure(exc)

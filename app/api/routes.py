@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -15,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.api.admission import HeldResponse
 from app.api.intake import normalise
+from app.api.middleware import on_completed
 from app.api.schemas import (
     ChatCompletionRequest,
     chat_request_openapi,
@@ -202,6 +204,24 @@ def _capture_row(
     )
 
 
+def _finish_capture(state: RouterState, row: CaptureRow) -> Callable[[int, dict[str, Any]], None]:
+    """The completion hook that captures a proxied request once its answer has been sent:
+    the status the client got, the model that answered and the tokens it reported."""
+
+    def finish(status: int, fields: dict[str, Any]) -> None:
+        row.status, row.answered_by = status, fields.get("model")
+        if "prompt_tokens" in fields:
+            row.usage = {
+                key: fields[key]
+                for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
+                if key in fields
+            }
+        if state.capture is not None:
+            state.capture.submit(row)
+
+    return finish
+
+
 @router.post(CHAT_PATHS[0], openapi_extra=chat_request_openapi())
 @router.post(CHAT_PATHS[1], include_in_schema=False)
 async def chat_completions(request: Request) -> Response:
@@ -240,11 +260,7 @@ async def _complete(state: RouterState, request: Request) -> Response:
             request, body, conversation, decision, latency, req.stream, excluded
         )
         if row is not None:
-            row.status, row.answered_by = (
-                response.status_code,
-                response.headers.get("x-router-model"),
-            )
-            state.capture.submit(row)  # type: ignore[union-attr]
+            on_completed(request.scope, _finish_capture(state, row))
         return response
     if row is not None:
         state.capture.submit(row)  # type: ignore[union-attr]

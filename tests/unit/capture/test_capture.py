@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-import respx
 import structlog
 
 from app.capture.writer import CaptureWriter
@@ -149,19 +148,34 @@ async def test_files_rotate_by_size(tmp_path: Path) -> None:
     )
 
 
-async def test_proxy_mode_records_status_and_answering_model(tmp_path: Path) -> None:
-    answer = {"choices": [{"message": {"role": "assistant", "content": "yo"}}]}
-    with respx.mock(assert_all_called=False) as mock:
-        mock.post("http://alpha.test/v1/chat/completions").respond(503)
-        mock.post("http://eyes.test/v1/chat/completions").respond(json=answer)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_proxy_mode_records_status_answering_model_and_usage(
+    tmp_path: Path, stream: bool
+) -> None:
+    from tests.upstream_server import UpstreamServer
+
+    with UpstreamServer(name="up") as upstream:
+        config = RoutingConfig.model_validate(
+            {
+                "models": [
+                    {"name": "alpha", "base_url": upstream.base_url},
+                    {"name": "eyes", "vision": True, "base_url": upstream.base_url},
+                ]
+            }
+        )
+        upstream.state.modes["alpha"] = "error:503"  # the chosen model fails: eyes answers
         async with app_client(
-            make_settings(mode="proxy", capture={"path": str(tmp_path)}), config=CONFIG
+            make_settings(mode="proxy", capture={"path": str(tmp_path)}), config=config
         ) as client:
-            resp = await client.post(CHAT, json={"messages": [user("hi")]})
-    assert resp.status_code == 200
+            body = {"messages": [user("hello there friend")], "stream": stream}
+            resp = await client.post(CHAT, json=body)
+            assert resp.status_code == 200
+            reported = upstream.state.usage[-1]
     (row,) = rows(tmp_path)
-    assert row["mode"] == "proxy" and row["status"] == 200
+    assert row["mode"] == "proxy" and row["status"] == 200 and row["stream"] is stream
     assert row["decision"]["model"] == "alpha" and row["answered_by"] == "eyes"
+    assert row["usage"]["prompt_tokens"] == reported["prompt_tokens"]
+    assert row["usage"]["completion_tokens"] == reported["completion_tokens"]
 
 
 def test_an_unwritable_directory_fails_at_startup(tmp_path: Path) -> None:
