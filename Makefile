@@ -75,7 +75,7 @@ test-vllm: $(VLLM_VENV)/.installed
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 \
 	  $(VLLM_VENV)/bin/python -m pytest -m "vllm and not gpu" $(PYTEST_FLAGS)
 
-# --- deployment checks (README "Deploying") ---
+# --- deployment checks (docs/deployment.md) ---
 ## test-deploy: hadolint, yamllint, kubernetes-validate, promtool; the CPU image built and
 ## run with podman (compose profile cpu) and scraped by a real Prometheus. As root it
 ## apt-installs podman & co. when missing; without them the container tests skip, saying so.

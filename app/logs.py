@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -82,12 +84,27 @@ def adopt_library_loggers() -> None:
     names = [*LIBRARY_LOGGERS, *logging.root.manager.loggerDict]
     for name in dict.fromkeys(names):
         logger = logging.getLogger(name)
+        removed = False
         for handler in list(logger.handlers):
             stream = getattr(handler, "stream", None)
             if type(handler) is logging.StreamHandler and stream in (sys.stderr, sys.stdout):
                 logger.removeHandler(handler)
-        if not logger.handlers:
+                removed = True
+        # only where a handler was taken away: a logger silenced on purpose stays silent
+        # (uvicorn's access log, off: the middleware writes request_completed instead)
+        if removed and not logger.handlers:
             logger.propagate = True
+
+
+#: the ASGI scope key where a request's handlers leave fields for its access log event
+#: (``request_completed``, written by app.api.middleware); the scope is the request's own
+ACCESS_FIELDS = "llm_router.access_log"
+
+
+def access_fields(scope: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The fields the request's access log event will carry (handlers add to them)."""
+    fields: dict[str, Any] = scope.setdefault(ACCESS_FIELDS, {})
+    return fields
 
 
 def get_logger() -> structlog.stdlib.BoundLogger:

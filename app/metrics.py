@@ -48,6 +48,8 @@ def exposition(metrics: RouterMetrics) -> bytes:
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# USD per answer: a short nano answer costs ~1e-5, a long frontier one ~0.1
+COST_BUCKETS = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 class RouterMetrics:
@@ -167,6 +169,40 @@ class RouterMetrics:
             buckets=FAST_BUCKETS,
             registry=r,
         )
+        self.tokens = Counter(
+            "llm_router_tokens_total",
+            "Proxy: tokens of answered requests as the upstream reported them, by the model "
+            "that answered and type (prompt, completion; cached: the part of prompt the "
+            "upstream served from its cache).",
+            ["model", "type"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "llm_router_cost_usd_total",
+            "Proxy: USD spent, tokens x the answering model's prices (models with prices).",
+            ["model"],
+            registry=r,
+        )
+        self.baseline_cost = Counter(
+            "llm_router_baseline_cost_usd_total",
+            "Proxy: USD the same token counts would have cost on the baseline model "
+            "(ROUTER_COST__BASELINE_MODEL), for the answers counted in cost_usd_total.",
+            registry=r,
+        )
+        self.request_cost = Histogram(
+            "llm_router_request_cost_usd",
+            "Proxy: USD per answered request, by the model that answered (models with prices).",
+            ["model"],
+            buckets=COST_BUCKETS,
+            registry=r,
+        )
+        self.usage_missing = Counter(
+            "llm_router_usage_missing_total",
+            "Proxy: successful answers without a usable usage object (streams cut short "
+            "included): their tokens are not counted.",
+            ["model"],
+            registry=r,
+        )
         self.ready = Gauge(
             "llm_router_ready",
             "1 once the strategy is loaded and warm (every live worker, with several).",
@@ -183,6 +219,25 @@ class RouterMetrics:
             "llm_router_intent_invalid_answers_total",
             "Classifier answers that named no route (mapped to 'other').",
             ["backend"],
+            registry=r,
+        )
+        self.capture_rows = Counter(
+            "llm_router_capture_rows_total",
+            "Requests written to the traffic capture (ROUTER_CAPTURE__PATH).",
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "llm_router_capture_dropped_total",
+            "Sampled requests the capture did not write, by reason (queue_full: the writer "
+            "fell behind; write_error: disk full or unwritable).",
+            ["reason"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "llm_router_config_reloads_total",
+            "Reloads of the routing config and its artifact (SIGHUP), by result (success, "
+            "error: the old config kept serving).",
+            ["result"],
             registry=r,
         )
         self.info = Gauge(

@@ -17,7 +17,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from strategies.settings import AutoSettings, BatchSettings, EncoderSettings, IntentSettings
+from strategies.settings import (
+    AutoSettings,
+    BatchSettings,
+    EncoderSettings,
+    IntentSettings,
+    SessionSettings,
+)
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
 #: read from the working directory; tests switch it off (tests/conftest.py)
@@ -120,6 +126,57 @@ class ProxySettings(BaseModel):
         description="Close idle upstream connections after this long (keep it below the "
         "upstreams' idle timeout, e.g. 5 s for nginx/uvicorn).",
     )
+    image_marker: str = Field(
+        "[image omitted]",
+        min_length=1,
+        max_length=200,
+        description="Text part that replaces each image part of the body sent to a model "
+        "that cannot see images (a conversation whose earlier turns hold images).",
+    )
+
+
+class CostSettings(BaseModel):
+    """Cost accounting in proxy mode (prices come from the routing config; docs/cost.md)."""
+
+    baseline_model: str = Field(
+        "",
+        description="The model savings are measured against: llm_router_baseline_cost_usd_total "
+        "counts what each answer's tokens would have cost on it (empty = the most expensive "
+        "configured text model). Must name a configured model; with prices in the config, "
+        "one that has prices.",
+    )
+
+
+class CaptureSettings(BaseModel):
+    """Traffic capture for the learning loop (off by default: it stores user prompts)."""
+
+    path: Path | None = Field(
+        None,
+        description="Directory for captured requests (JSONL, one file per worker, rotated by "
+        "size, mode 0600); unset = no capture. The rows hold user prompts and images.",
+    )
+    sample_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of requests captured (0-1), drawn per request."
+    )
+    images: Literal["store", "drop"] = Field(
+        "store",
+        description="store: each image once under <path>/images/<sha256>.<ext>, referenced "
+        "from the row; drop: replaced by a text marker.",
+    )
+    max_file_bytes: int = Field(
+        64 * 1024**2, ge=4096, description="Rotate to a new capture file past this size."
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="Rows waiting for the writer thread; past it rows are dropped and "
+        "counted (llm_router_capture_dropped_total), never a slower request.",
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class Settings(BaseSettings):
@@ -182,6 +239,9 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
     proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]
+    cost: CostSettings = Field(default_factory=CostSettings)  # type: ignore[arg-type]
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)  # type: ignore[arg-type]
+    sessions: SessionSettings = Field(default_factory=SessionSettings)  # type: ignore[arg-type]
 
     @field_validator("api_keys", mode="before")
     @classmethod

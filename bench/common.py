@@ -219,14 +219,15 @@ def server_process(
     env: dict[str, str] | None = None,
     timeout: float = 180.0,
     log: Path | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A server subprocess (output to ``log``, else a temporary file), up once ``ready_url``
-    answers 200; terminated (killed after 30 s) on exit."""
+    """A server subprocess (output to ``log``, else a temporary file) started in ``cwd``, up
+    once ``ready_url`` answers 200; terminated (killed after 30 s) on exit."""
     import httpx
 
     out = open(log, "w+b") if log else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + timeout
@@ -259,18 +260,20 @@ def router_server(
     timeout: float = 600.0,
     python: str = sys.executable,
     log: Path | None = None,
+    src: Path = ROOT,
 ) -> Iterator[HttpTarget]:
-    """``llm-router serve`` on a free loopback port; yields its chat target (with pid)."""
+    """``llm-router serve`` on a free loopback port, running the code in ``src`` (another
+    checkout, e.g. an earlier commit, to compare against); yields its chat target."""
     port = free_port()
     full = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
         "ROUTER_HOST": "127.0.0.1",
         "ROUTER_PORT": str(port),
         "ROUTER_LOG_LEVEL": "warning",
         **env,
     }
     ready = f"http://127.0.0.1:{port}/ready"
-    with server_process([python, "-m", "app"], ready, full, timeout, log) as proc:
+    with server_process([python, "-m", "app"], ready, full, timeout, log, cwd=src) as proc:
         yield HttpTarget("127.0.0.1", port, "/v1/chat/completions", proc.pid)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from models.core.conversation import Conversation
 from models.inference.batching import BatchMetrics
+from strategies.vision import vision_need
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
@@ -73,6 +74,12 @@ class RoutingDecision:
     scores: dict[str, float] = field(default_factory=dict)
     ranking: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    #: the latest turn has to be seen (it carries an image, or asks about an earlier one):
+    #: only vision-capable models may answer it
+    needs_vision: bool = False
+    #: the chosen model cannot see images and the conversation holds some (earlier turns):
+    #: they go to it as text markers (proxy), or the client should replace them (recommend)
+    strip_images: bool = False
 
     def candidates(self) -> list[str]:
         """The chosen model first, then the rest of the ranking (proxy fallback order)."""
@@ -126,13 +133,33 @@ class RoutingStrategy(Protocol):
 
 
 def eligible_models(
-    config: RoutingConfig, conversation: Conversation, options: RouteOptions
+    config: RoutingConfig,
+    conversation: Conversation,
+    options: RouteOptions,
+    need_vision: bool | None = None,
 ) -> list[str]:
-    """Configured models that may answer: not excluded, and vision-capable when the
-    conversation carries images. Order follows the config."""
-    need_vision = conversation.has_images
+    """Configured models that may answer: not excluded, and vision-capable when the latest
+    turn needs to see an image (``need_vision``; by default the lexical rule of
+    :func:`strategies.vision.vision_need`). Earlier images alone do not count: a text
+    model answers them with the images replaced by markers. Order follows the config."""
+    if need_vision is None:
+        need_vision = vision_need(conversation).needed
     return [
         m.name
         for m in config.models
         if m.name not in options.exclude_models and (m.vision or not need_vision)
     ]
+
+
+def strips_images(config: RoutingConfig, conversation: Conversation, model: str) -> bool:
+    """Whether ``model`` answers this conversation with its images replaced by markers
+    (it cannot see them, and the conversation holds some)."""
+    return conversation.has_images and not config.model(model).vision
+
+
+def fallback_by_cost(config: RoutingConfig, others: list[str]) -> list[str]:
+    """The models to fall back to, in the routing config's ``fallback_order`` by cost:
+    cheapest first, or with ``strongest`` the most expensive first (cost standing in for
+    capability). Ties keep the config's order."""
+    strongest = config.fallback_order == "strongest"
+    return sorted(others, key=lambda m: config.model(m).cost, reverse=strongest)

@@ -1,5 +1,5 @@
 """Settings sections the strategies read: ``ROUTER_INTENT__*``, ``ROUTER_AUTO__*``,
-``ROUTER_BATCH__*``, ``ROUTER_ENCODER__*``.
+``ROUTER_BATCH__*``, ``ROUTER_ENCODER__*``, ``ROUTER_SESSIONS__*``.
 
 They live beside the strategies so strategy code needs nothing from the app;
 :class:`app.settings.Settings` reads them from the environment with the rest.
@@ -180,4 +180,29 @@ class EncoderSettings(BaseModel):
         description="Where ONNX exports are kept, one entry per weights hash (build it "
         "beforehand with 'llm-router export-onnx'; it must be writable when an entry is "
         "missing).",
+    )
+
+
+class SessionSettings(BaseModel):
+    """Session stickiness (:mod:`strategies.sessions`): one in-memory store per process."""
+
+    policy: Literal["off", "sticky", "upgrade_only"] = Field(
+        "off",
+        description="With a session id (x-session-id header or router.session_id): off = "
+        "route every turn afresh; sticky = keep the session's model while it can answer; "
+        "upgrade_only = move only to a stronger (higher cost) model or to a vision model "
+        "when a turn needs one, never back down.",
+    )
+    max_sessions: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Most sessions remembered per worker process; the least recently used "
+        "is forgotten first.",
+    )
+    ttl_s: float = Field(
+        1800.0,
+        gt=0.0,
+        le=7 * 24 * 3600.0,
+        description="A session is forgotten this many seconds after its last turn.",
     )

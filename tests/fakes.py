@@ -63,6 +63,20 @@ class FakeStrategy:
         self._ready = False
 
 
+class ScriptedStrategy(FakeStrategy):
+    """Routes to the model the latest user text names after ``use:`` (else like
+    FakeStrategy), so tests can script what a strategy would choose turn by turn."""
+
+    async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
+        decision = await super().route(conversation, options)
+        text = conversation.latest_user_text()
+        if "use:" in text:
+            wanted = text.split("use:", 1)[1].split()[0]
+            decision.model = wanted
+            decision.ranking = [wanted, *(m for m in decision.ranking if m != wanted)]
+        return decision
+
+
 class FailingStrategy(FakeStrategy):
     """A strategy whose start() always fails (startup-failure tests in subprocesses)."""
 

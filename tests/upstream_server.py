@@ -4,10 +4,23 @@
 SSE chunks (one per word). What it does is chosen per request, first match wins:
 ``server.modes[model]`` (set by tests), the ``x-upstream-mode`` header (per-model headers
 in a routing config), the body's ``mock.mode`` (the router passes unknown fields on), else
-``ok``. Modes: ``ok``; ``error:<status>`` (OpenAI error body); ``stall`` (no answer until
-the client goes away); ``stall_stream`` (first chunk, then nothing); ``die_stream`` (first
-chunk, then the connection is dropped). ``mock.delay_s`` paces stream chunks and
-``mock.repeat`` makes the answer longer. Every request and every client disconnect is
+``ok``. Modes: ``ok``; ``no_usage`` (an answer without ``usage``); ``error:<status>``
+(OpenAI error body); ``stall`` (no answer until the client goes away); ``stall_stream``
+(first chunk, then nothing); ``die_stream`` (first chunk, then the connection is dropped).
+``mock.delay_s`` paces stream chunks, ``mock.repeat`` makes the answer longer,
+``mock.cached_tokens`` reports that many prompt tokens as cached and ``mock.split`` sends
+every stream event in two network writes, 5 ms apart. ``state.script`` (a function of the
+body and the request's number) can answer any request instead, as JSON: a ``Scripted``
+reply (status, text, usage, headers, delay, raw body), or None for the modes above. A
+model in ``server.text_only`` answers 400 ``image_not_supported`` to a body holding an
+``image_url`` part, as a text-only provider does.
+
+Usage (unscripted answers) is counted as OpenAI reports it: one token per
+whitespace-separated word, prompt = every message's text, completion = the answer. Plain
+answers always carry it (except ``no_usage``); streams carry it as OpenAI does, only when
+``stream_options.include_usage`` is true: ``"usage": null`` on every chunk and a last
+chunk with empty ``choices`` and the usage. What was reported is recorded per request in
+``state.usage``. Every request (with its arrival time) and every client disconnect is
 recorded. Runs in a thread (``UpstreamServer``) or as ``python -m tests.upstream_server``.
 """
 
@@ -18,7 +31,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +44,20 @@ from starlette.routing import Route
 
 
 @dataclass
+class Scripted:
+    """One scripted answer: an OpenAI error body for status >= 400, else a completion
+    with ``content`` (default: the usual echo) and ``usage`` (default 1 + 1 tokens);
+    ``raw`` is sent as the body instead of either."""
+
+    status: int = 200
+    content: str | None = None
+    usage: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    raw: bytes | None = None
+
+
+@dataclass
 class UpstreamState:
     """What the server was asked, and what tests want it to do."""
 
@@ -38,11 +65,17 @@ class UpstreamState:
     modes: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    script: Callable[[dict[str, Any], int], Scripted | None] | None = None
+    text_only: set[str] = field(default_factory=set)  # models that refuse image parts
+    usage: list[dict[str, Any]] = field(default_factory=list)  # the usage each answer reported
 
     def reset(self) -> None:
         self.modes.clear()
+        self.text_only.clear()
         self.requests.clear()
         self.cancelled.clear()
+        self.script = None
+        self.usage.clear()
 
 
 def _latest_user_text(body: dict[str, Any]) -> str:
@@ -56,15 +89,117 @@ def _latest_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def _chunk(n: int, model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    event = {
+def image_parts(body: dict[str, Any]) -> int:
+    """How many ``image_url`` parts the body's messages hold."""
+    return sum(
+        1
+        for message in body.get("messages") or []
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
+
+
+def _words(content: Any) -> int:
+    if isinstance(content, list):
+        return sum(len(str(p.get("text", "")).split()) for p in content if isinstance(p, dict))
+    return len(str(content or "").split())
+
+
+def count_usage(body: dict[str, Any], content: str) -> dict[str, Any]:
+    """The usage object this upstream reports: one token per word."""
+    prompt = sum(_words(m.get("content")) for m in body.get("messages") or [])
+    completion = len(content.split())
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    cached = (body.get("mock") or {}).get("cached_tokens")
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(int(cached), prompt)}
+    return usage
+
+
+def _chunk(
+    n: int,
+    model: str,
+    delta: dict[str, Any] | None,
+    finish: str | None = None,
+    usage: dict[str, Any] | bool | None = False,
+) -> bytes:
+    """One SSE event; ``delta=None`` makes the usage-only chunk (empty ``choices``);
+    ``usage=False`` leaves the field out (the client did not ask for usage)."""
+    event: dict[str, Any] = {
         "id": f"chatcmpl-up-{n}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+    if usage is not False:
+        event["usage"] = usage
     return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def _error(state: UpstreamState, status: int, headers: dict[str, str]) -> Response:
+    error = {
+        "message": f"{state.name} failed on purpose",
+        "type": "test_error",
+        "param": None,
+        "code": str(status),
+    }
+    return Response(orjson.dumps({"error": error}), status, headers, "application/json")
+
+
+def _completion(
+    model: str,
+    n: int,
+    content: str,
+    usage: dict[str, Any] | None,
+    headers: dict[str, str],
+    omit_usage: bool = False,
+) -> Response:
+    answer: dict[str, Any] = {
+        "id": f"chatcmpl-up-{n}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    if not omit_usage:
+        answer["usage"] = usage or {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    return Response(orjson.dumps(answer), 200, headers, "application/json")
+
+
+async def _scripted(
+    state: UpstreamState,
+    reply: Scripted,
+    body: dict[str, Any],
+    model: str,
+    n: int,
+    headers: dict[str, str],
+) -> Response:
+    if reply.delay_s:
+        await asyncio.sleep(reply.delay_s)
+    headers = {**headers, **reply.headers}
+    if reply.raw is not None:
+        return Response(reply.raw, reply.status, headers, "application/json")
+    if reply.status >= 400:
+        return _error(state, reply.status, headers)
+    content = reply.content
+    if content is None:
+        content = f"{state.name} says: {_latest_user_text(body)}"
+    return _completion(model, n, content, reply.usage, headers)
 
 
 def create_upstream_app(state: UpstreamState) -> Starlette:
@@ -79,61 +214,73 @@ def create_upstream_app(state: UpstreamState) -> Starlette:
         body = orjson.loads(await request.body())
         model = str(body.get("model"))
         n = len(state.requests)
-        state.requests.append({"model": model, "headers": dict(request.headers), "body": body})
+        state.requests.append(
+            {"model": model, "headers": dict(request.headers), "body": body,
+             "time": time.monotonic()}
+        )  # fmt: skip
+        headers = {"x-request-id": f"up-{n}", "x-ratelimit-remaining-requests": "99"}
+        scripted = state.script(body, n) if state.script is not None else None
+        if scripted is not None:
+            return await _scripted(state, scripted, body, model, n, headers)
         mock = body.get("mock") or {}
         mode = (
             state.modes.get(model)
             or request.headers.get("x-upstream-mode")
             or mock.get("mode", "ok")
         )
-        headers = {"x-request-id": f"up-{n}", "x-ratelimit-remaining-requests": "99"}
-        if mode.startswith("error:"):
-            status = int(mode.split(":", 1)[1])
+        if model in state.text_only and image_parts(body):
             error = {
-                "message": f"{state.name} failed on purpose",
-                "type": "test_error",
-                "param": None,
-                "code": str(status),
+                "message": f"model {model} does not support image inputs",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "image_not_supported",
             }
-            return Response(orjson.dumps({"error": error}), status, headers, "application/json")
+            return Response(orjson.dumps({"error": error}), 400, headers, "application/json")
+        if mode.startswith("error:"):
+            return _error(state, int(mode.split(":", 1)[1]), headers)
         if mode == "stall":
             await wait_gone(request, model)
             return Response(status_code=499)
         content = f"{state.name} says: {_latest_user_text(body)}"
         content = " ".join([content] * int(mock.get("repeat", 1)))
+        usage = count_usage(body, content)
         if not body.get("stream"):
-            answer = {
-                "id": f"chatcmpl-up-{n}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }
-            return Response(orjson.dumps(answer), 200, headers, "application/json")
+            if mode != "no_usage":
+                state.usage.append(usage)
+            return _completion(model, n, content, usage, headers, omit_usage=mode == "no_usage")
         delay = float(mock.get("delay_s", 0.0))
+        split = bool(mock.get("split"))
+        options = body.get("stream_options")
+        reports = isinstance(options, dict) and options.get("include_usage") is True
+        reports = reports and mode != "no_usage"
+        null: bool | None = None if reports else False  # "usage": null on every chunk
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                yield _chunk(n, model, {"role": "assistant", "content": ""})
+                yield _chunk(n, model, {"role": "assistant", "content": ""}, usage=null)
                 if mode == "stall_stream":
                     await wait_gone(request, model)
                     return
                 if mode == "die_stream":
                     raise ConnectionAbortedError("upstream dropped the stream on purpose")
-                for i, word in enumerate(content.split(" ")):
-                    if delay:
+                words = [
+                    _chunk(n, model, {"content": word if i == 0 else " " + word}, usage=null)
+                    for i, word in enumerate(content.split(" "))
+                ]
+                end = [_chunk(n, model, {}, "stop", usage=null)]
+                if reports:
+                    end.append(_chunk(n, model, None, usage=usage))
+                    state.usage.append(usage)
+                end.append(b"data: [DONE]\n\n")
+                for i, event in enumerate([*words, *end]):
+                    if delay and i < len(words):
                         await asyncio.sleep(delay)
-                    yield _chunk(n, model, {"content": word if i == 0 else " " + word})
-                yield _chunk(n, model, {}, "stop")
-                yield b"data: [DONE]\n\n"
+                    if split:
+                        yield event[: len(event) // 2]
+                        await asyncio.sleep(0.005)
+                        yield event[len(event) // 2 :]
+                    else:
+                        yield event
             except asyncio.CancelledError:  # Starlette cancels the stream when the client goes
                 state.cancelled.append(model)
                 raise

@@ -1,6 +1,12 @@
 """One pure-ASGI middleware for what every request needs: a request id, a body-size
-limit, request metrics (count, duration, in-flight) and the answer to unexpected errors.
-Pure ASGI keeps streaming responses streaming and costs a few microseconds per request.
+limit, request metrics (count, duration, in-flight), one ``request_completed`` access log
+event and the answer to unexpected errors. Pure ASGI keeps streaming responses streaming
+and costs a few microseconds per request.
+
+The access event is written when the response has been sent (a stream: after its last
+byte), with the fields handlers left in the scope (app.logs.access_fields: in proxy mode
+the model that answered, ``fallback_from``, tokens and ``cost_usd``). ``/metrics``,
+``/health`` and ``/ready`` are left out, as from the request metrics.
 
 Unexpected exceptions are answered here (a generic 500 in OpenAI's shape), inside the
 request-id scope, so every response carries ``x-request-id`` and is counted; Starlette's
@@ -20,6 +26,7 @@ import structlog
 from starlette.requests import ClientDisconnect
 
 from app.errors import CLIENT_CLOSED, error_response, log_failure
+from app.logs import ACCESS_FIELDS, get_logger
 from app.metrics import RouterMetrics
 from models.core.errors import PayloadTooLargeError
 
@@ -34,6 +41,17 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+COMPLETION_HOOKS = "llm_router.completion_hooks"
+
+
+def on_completed(
+    scope: MutableMapping[str, Any], hook: Callable[[int, dict[str, Any]], None]
+) -> None:
+    """Call ``hook(status, access_fields)`` once the response has been sent (a stream: after
+    its last byte), e.g. to capture a proxied request with the tokens it used."""
+    scope.setdefault(COMPLETION_HOOKS, []).append(hook)
+
+
 class RouterMiddleware:
     """Request id, body limit and request metrics for every HTTP request."""
 
@@ -44,6 +62,9 @@ class RouterMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.endpoints = endpoints
+        # bound once (the app is built after logging is configured): a fresh logger per
+        # event costs more than the event itself when its level is filtered out
+        self.log = get_logger().bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,6 +74,7 @@ class RouterMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        scope[ACCESS_FIELDS] = {}
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
@@ -73,7 +95,8 @@ class RouterMiddleware:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await self._reject_too_large(scope, receive, send_wrapper)
-            self._observe(metered, endpoint, scope["method"], 413, 0.0)
+            if metered:
+                self._completed(scope, endpoint, 413, 0.0)
             return
 
         received = 0
@@ -105,9 +128,7 @@ class RouterMiddleware:
         finally:
             if metered:
                 self.metrics.in_flight.dec()
-            self._observe(
-                metered, endpoint, scope["method"], status_holder[0], time.perf_counter() - start
-            )
+                self._completed(scope, endpoint, status_holder[0], time.perf_counter() - start)
 
     async def _reject_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.metrics.rejected.labels("too_large").inc()
@@ -116,11 +137,22 @@ class RouterMiddleware:
         )
         await response(scope, receive, send)
 
-    def _observe(
-        self, metered: bool, endpoint: str, method: str, status: int, duration: float
-    ) -> None:
-        if not metered:
-            return
-        method = method if method in METHODS else "other"
+    def _completed(self, scope: Scope, endpoint: str, status: int, duration: float) -> None:
+        """Request metrics, the access log event and the handlers' completion hooks."""
+        method = scope["method"] if scope["method"] in METHODS else "other"
         self.metrics.requests.labels(endpoint, method, str(status)).inc()
         self.metrics.request_duration.labels(endpoint).observe(duration)
+        fields = scope.get(ACCESS_FIELDS, {})
+        self.log.info(
+            "request_completed",
+            method=method,
+            endpoint=endpoint,
+            status=status,
+            duration_s=round(duration, 6),
+            **fields,
+        )
+        for hook in scope.get(COMPLETION_HOOKS, ()):
+            try:
+                hook(status, fields)
+            except Exception as exc:  # a hook (the capture) must never fail the request
+                log_failure(exc)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.api.admission import HeldResponse
 from app.api.intake import normalise
+from app.api.middleware import on_completed
 from app.api.schemas import (
     ChatCompletionRequest,
     chat_request_openapi,
@@ -21,6 +24,8 @@ from app.api.schemas import (
     recommendation,
     recommendation_stream,
 )
+from app.api.sessions import session_key
+from app.capture.writer import CaptureRow, json_copy
 from app.logs import get_logger
 from app.metrics import exposition
 from models.core.conversation import Conversation
@@ -31,7 +36,7 @@ from models.core.errors import (
     NotReadyError,
     UnauthorizedError,
 )
-from strategies.base import RouteOptions, RoutingDecision
+from strategies.base import RouteOptions, RoutingDecision, strips_images
 
 if TYPE_CHECKING:
     from app.api.state import RouterState
@@ -93,35 +98,59 @@ def _check_option_models(options: RouteOptions, known: list[str]) -> None:
 
 
 async def decide(
-    state: RouterState, req: ChatCompletionRequest, conversation: Conversation
+    state: RouterState,
+    req: ChatCompletionRequest,
+    conversation: Conversation,
+    session: str | None = None,
 ) -> RoutingDecision:
-    """Manual routing when ``model`` names a configured model, else ask the strategy."""
+    """Manual routing when ``model`` names a configured model, else ask the strategy (and,
+    for a request in a session, the session policy)."""
     assert state.strategy is not None
     options = req.router.to_options() if req.router else RouteOptions()
     _check_option_models(options, state.config.model_names)
     if not req.wants_routing():
-        name = (req.model or "").strip()
-        if name not in state.config.model_names:
-            raise NotFoundError(
-                f"model '{name}' is not configured; use one of {state.config.model_names} "
-                "or 'router' to let the router choose",
-                param="model",
-                code="model_not_found",
-            )
-        if conversation.has_images and not state.config.model(name).vision:
-            raise BadRequestError(
-                f"model '{name}' cannot accept images (vision: false); choose a vision "
-                "model or let the router route",
-                param="model",
-                code="model_not_eligible",
-            )
-        return RoutingDecision(
-            model=name, strategy=state.strategy.name, reason="manual", ranking=[name]
-        )
+        return _manual(state, req, conversation)
+    strategy = state.strategy  # a reload may swap it meanwhile: this request keeps it
     start = time.perf_counter()
-    decision = await state.strategy.route(conversation, options)
+    with state.users.using(strategy):
+        decision = await strategy.route(conversation, options)
+    if session is not None and state.sessions is not None:
+        decision = state.sessions.apply(session, decision, options, conversation)
+    # whatever strategy decided: a model that cannot see gets the images as markers
+    decision.strip_images = strips_images(state.config, conversation, decision.model)
     state.metrics.decision_duration.labels(decision.strategy).observe(time.perf_counter() - start)
     return decision
+
+
+def _manual(
+    state: RouterState, req: ChatCompletionRequest, conversation: Conversation
+) -> RoutingDecision:
+    """The model the request names. A text-only model may answer a conversation whose
+    earlier turns hold images (they go as markers); not one whose latest turn holds one."""
+    name = (req.model or "").strip()
+    if name not in state.config.model_names:
+        raise NotFoundError(
+            f"model '{name}' is not configured; use one of {state.config.model_names} "
+            "or 'router' to let the router choose",
+            param="model",
+            code="model_not_found",
+        )
+    latest = bool(conversation.latest_images)
+    if latest and not state.config.model(name).vision:
+        raise BadRequestError(
+            f"model '{name}' cannot accept images (vision: false) and the latest message "
+            "carries one; choose a vision model or let the router route",
+            param="model",
+            code="model_not_eligible",
+        )
+    return RoutingDecision(
+        model=name,
+        strategy=state.strategy.name if state.strategy else "manual",
+        reason="manual",
+        ranking=[name],
+        needs_vision=latest,
+        strip_images=strips_images(state.config, conversation, name),
+    )
 
 
 def _log_decision(
@@ -141,10 +170,56 @@ def _log_decision(
         latency_s=round(latency_s, 6),
         turns=len(conversation.turns),
         images=len(conversation.images),
+        latest_images=len(conversation.latest_images),
+        strip_images=decision.strip_images,
         stream=stream,
         mode=state.settings.mode,
         **extra,
     )
+
+
+def _capture_row(
+    state: RouterState,
+    request: Request,
+    body: dict[str, Any],
+    decision: RoutingDecision,
+    stream: bool,
+) -> CaptureRow | None:
+    """This request's capture row, when capture is on and the request is sampled."""
+    capture = state.capture
+    if capture is None or (capture.sample_rate < 1.0 and random.random() >= capture.sample_rate):
+        return None
+    return CaptureRow(
+        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        messages=json_copy(body.get("messages", [])),
+        decision={
+            "model": decision.model,
+            "strategy": decision.strategy,
+            "intent": decision.intent,
+            "reason": decision.reason,
+        },
+        mode=state.settings.mode,
+        time=time.time(),
+        stream=stream,
+    )
+
+
+def _finish_capture(state: RouterState, row: CaptureRow) -> Callable[[int, dict[str, Any]], None]:
+    """The completion hook that captures a proxied request once its answer has been sent:
+    the status the client got, the model that answered and the tokens it reported."""
+
+    def finish(status: int, fields: dict[str, Any]) -> None:
+        row.status, row.answered_by = status, fields.get("model")
+        if "prompt_tokens" in fields:
+            row.usage = {
+                key: fields[key]
+                for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
+                if key in fields
+            }
+        if state.capture is not None:
+            state.capture.submit(row)
+
+    return finish
 
 
 @router.post(CHAT_PATHS[0], openapi_extra=chat_request_openapi())
@@ -172,17 +247,23 @@ async def _complete(state: RouterState, request: Request) -> Response:
     began = time.perf_counter()
     body, req = await parse_request(request)
     conversation = await normalise(req, state.settings, state.images)
-    decision = await decide(state, req, conversation)
+    decision = await decide(state, req, conversation, session_key(request, req))
     latency = time.perf_counter() - began
     state.metrics.decisions.labels(
         decision.strategy, decision.model, decision.intent or "", decision.reason
     ).inc()
     _log_decision(state, decision, conversation, latency, req.stream)
+    row = _capture_row(state, request, body, decision, req.stream)
     if state.proxy is not None:
         excluded = frozenset(req.router.exclude_models) if req.router else frozenset()
-        return await state.proxy.forward(
+        response = await state.proxy.forward(
             request, body, conversation, decision, latency, req.stream, excluded
         )
+        if row is not None:
+            on_completed(request.scope, _finish_capture(state, row))
+        return response
+    if row is not None:
+        state.capture.submit(row)  # type: ignore[union-attr]
     if req.stream:
         return StreamingResponse(
             recommendation_stream(decision, latency), media_type="text/event-stream"

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, Ta
 from strategies.base import RouteOptions, RoutingDecision
 
 ROUTING_ALIASES = frozenset({"", "router", "auto", "intent", "llm-router"})
+#: a session id (``router.session_id`` or the ``x-session-id`` header): printable ASCII
+SESSION_ID_PATTERN = r"^[\x21-\x7e]{1,128}$"
 
 
 class TextPart(BaseModel):
@@ -77,6 +79,12 @@ class RouterOptionsIn(BaseModel):
     costs: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     cost_weight: float | None = Field(None, ge=0.0)
     exclude_models: list[str] = Field(default_factory=list)
+    session_id: str | None = Field(
+        None,
+        pattern=SESSION_ID_PATTERN,
+        description="Names the conversation for session stickiness (ROUTER_SESSIONS__POLICY): "
+        "1-128 printable ASCII characters, no spaces; wins over the x-session-id header.",
+    )
 
     def to_options(self) -> RouteOptions:
         return RouteOptions(
@@ -140,6 +148,8 @@ def _decision_object(decision: RoutingDecision, latency_s: float) -> dict[str, A
         "scores": {k: round(v, 6) for k, v in decision.scores.items()},
         "ranking": decision.ranking,
         "latency_ms": round(latency_s * 1000.0, 3),
+        "needs_vision": decision.needs_vision,
+        "strip_images": decision.strip_images,
         "detail": decision.detail,
     }
 

@@ -1,5 +1,5 @@
-"""The ``llm-router`` command: serve, route, eval, train (auto router), train-intents and
-export-onnx.
+"""The ``llm-router`` command: serve, route, eval, train (auto router), train-intents,
+export-onnx, and the data commands collect and label (app/cli/learning.py).
 
 This module only parses arguments and calls the code that does the work: the service
 (app.server.factory), offline replay (app.cli.replay), training (models.training.job,
@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from app.cli.common import load_settings
+from app.proxy.accounting import resolve_baseline
 from app.settings import Settings, load_env_file
 from models.core.errors import ConfigError, RouterError
 from models.core.routing_config import RoutingConfig, load_routing_config
@@ -28,19 +30,6 @@ class UsageError(Exception):
 
 
 STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError, UsageError)
-
-
-def _env_name(loc: tuple[Any, ...]) -> str:
-    return "ROUTER_" + "__".join(str(p).upper() for p in loc)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment plus CLI overrides; errors name the variable."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        lines = [f"  {_env_name(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -57,8 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     count = worker_count(settings)
     check_workers(settings, count)
     if count > 1:
-        load_routing_config(settings.config)  # bad config or strategy: fail here, not in N workers
+        config = load_routing_config(settings.config)  # bad config: fail here, not in N workers
         resolve(settings.strategy)
+        resolve_baseline(config, settings.cost.baseline_model, settings.mode == "proxy")
         return serve_workers(settings, count)
     from app.server.serving import build_server
 
@@ -241,6 +231,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from app.cli import args as cli_args
+    from app.cli import learning
 
     parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     cli_args.add_train_parser(sub).set_defaults(func=cmd_train)
     cli_args.add_train_intents_parser(sub).set_defaults(func=cmd_train_intents)
+    learning.add_collect_parser(sub)
+    learning.add_label_parser(sub)
 
     p = sub.add_parser(
         "export-onnx",

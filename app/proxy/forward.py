@@ -1,7 +1,9 @@
 """Proxy mode: forward a routed chat request to the chosen model's OpenAI-compatible upstream.
 
 The body goes upstream as the client sent it, except ``model`` (the chosen model's
-``upstream_model`` or name) and the router-only ``router`` field (removed). Failures that
+``upstream_model`` or name), the router-only ``router`` field (removed) and, for a model
+that cannot see images, the conversation's image parts (text markers instead,
+:mod:`app.proxy.rewrite`). Failures that
 cannot have made an upstream do the work (connect errors, 429, 5xx) fall back to the next
 candidate of the decision (bounded by ``max_attempts`` and ``total_timeout_s``); a read
 timeout or a connection lost after sending does so only for models with
@@ -11,6 +13,11 @@ as the upstream sent them; a 429 from every candidate tried comes back too, with
 ``retry-after``. Every pooled connection busy is local saturation: 503 ``proxy_saturated``,
 no fallback. A client that goes away cancels the upstream call, also while waiting for a
 slow non-streaming answer.
+
+Every successful answer's ``usage`` is counted (app/proxy/usage.py reads it, also from
+streams; app/proxy/accounting.py prices it). A plain answer says what it cost in
+``x-router-cost-usd`` and ``x-router-tokens``; an answer that came from a fallback names
+the first choice in ``x-router-fallback-from``. Both go into the request's access log.
 """
 
 from __future__ import annotations
@@ -27,9 +34,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import error_body, error_response
-from app.logs import get_logger
+from app.logs import access_fields, get_logger
+from app.proxy.accounting import Accounting
 from app.proxy.relay import RelayResponse, passed_headers, wait_disconnect
+from app.proxy.rewrite import omit_images
 from app.proxy.upstream import Answer, AttemptFailed, Upstream, build_upstream, exchange
+from app.proxy.usage import StreamUsage, ask_for_usage, body_usage
 from models.core.conversation import Conversation
 from models.core.errors import (
     BadRequestError,
@@ -43,7 +53,7 @@ from strategies.base import RoutingDecision
 if TYPE_CHECKING:
     from app.metrics import RouterMetrics
     from app.settings import ProxySettings
-    from models.core.routing_config import RoutingConfig
+    from models.core.routing_config import ModelConfig, RoutingConfig
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": never reaches the client, only metrics
 
@@ -72,7 +82,9 @@ class Proxy:
         metrics: RouterMetrics,
         settings: ProxySettings,
         config: RoutingConfig,
+        baseline: ModelConfig | None = None,
     ) -> None:
+        """``baseline``: the model savings are counted against (resolve_baseline)."""
         self.http, self.metrics = http, metrics
         # one client serves every user: never keep an upstream's cookies for the next request
         self.http.cookies = _NoCookies()
@@ -85,10 +97,17 @@ class Proxy:
             follow_redirects=False,
             cookies=_NoCookies(),
         )
-        self.upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
-        for up in self.upstreams.values():
+        self.use_config(config, baseline)
+
+    def use_config(self, config: RoutingConfig, baseline: ModelConfig | None = None) -> None:
+        """Resolve every model's upstream and prices (at startup, and on a reload: requests
+        already past this point keep the upstreams and prices they resolved)."""
+        upstreams = {m.name: build_upstream(m, self.settings) for m in config.models}
+        for up in upstreams.values():
             if up.problem:  # skipped as a candidate at request time (see forward)
                 get_logger().warning("upstream_unusable", model=up.name, problem=up.problem)
+        accounting = Accounting(config, self.metrics, baseline)
+        self.config, self.upstreams, self.accounting = config, upstreams, accounting
 
     async def aclose(self) -> None:
         await self.fresh.aclose()
@@ -111,13 +130,17 @@ class Proxy:
         caller and is not proxy overhead. ``stream`` and ``excluded`` (the request's
         ``router.exclude_models``) come from the validated request."""
         began = time.perf_counter()
-        route_headers = {"x-router-strategy": decision.strategy}
+        route_headers = {"x-router-strategy": decision.strategy, "x-router-reason": decision.reason}
         if decision.intent:
             route_headers["x-router-intent"] = decision.intent
         candidates = self._candidates(excluded, conversation, decision)
+        accounting = self.accounting  # the prices of the config the candidates came from
         body.pop("router", None)
+        drop_usage = stream and ask_for_usage(body)
         headers = {"content-type": "application/json", "x-request-id": _request_id(request)}
-        headers["accept-encoding"] = request.headers.get("accept-encoding", "identity")
+        # a stream is read as it passes (its usage), so it comes uncompressed
+        encoding = request.headers.get("accept-encoding", "identity")
+        headers["accept-encoding"] = "identity" if stream else encoding
         gone = asyncio.ensure_future(wait_disconnect(request.receive))
         calls = asyncio.ensure_future(self._attempts(candidates, body, headers, stream))
         try:
@@ -131,6 +154,7 @@ class Proxy:
             outcome = calls.result()
         except _Failed as exc:
             gone.cancel()
+            access_fields(request.scope)["model"] = exc.model
             response = error_response(exc.error)
             response.headers.update({**route_headers, "x-router-model": exc.model})
             return response
@@ -138,30 +162,51 @@ class Proxy:
             gone.cancel()
             calls.cancel()
             raise
-        route_headers["x-router-model"] = outcome.upstream.name
+        name = outcome.upstream.name
+        route_headers["x-router-model"] = name
+        log = access_fields(request.scope)
+        log["model"] = name
+        if name != candidates[0].name:
+            route_headers["x-router-fallback-from"] = log["fallback_from"] = candidates[0].name
+        if outcome.images_omitted:
+            route_headers["x-router-images-omitted"] = str(outcome.images_omitted)
         out_headers = {**passed_headers(outcome.response), **route_headers}
-        overhead = time.perf_counter() - began - outcome.upstream_s
-        self.metrics.proxy_overhead.observe(max(overhead, 0.0))
+        status = outcome.response.status_code
         if outcome.chunks is None:
             gone.cancel()
-            return Response(outcome.body, outcome.response.status_code, out_headers)
+            if status < 300:
+                coding = outcome.response.headers.get("content-encoding", "")
+                charge = accounting.charge(name, body_usage(outcome.body, coding))
+                if charge is not None:
+                    out_headers.update(charge.headers())
+                    log.update(charge.log_fields())
+            self._overhead(began, outcome)
+            return Response(outcome.body, status, out_headers)
+        self._overhead(began, outcome)
         out_headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        reader = StreamUsage(drop_usage)
         return RelayResponse(
             outcome.response,
             outcome.body,
             outcome.chunks,
             out_headers,
             gone,
-            lambda result: self._stream_done(outcome, result),
+            lambda result: self._stream_done(outcome, result, reader, accounting, log),
+            reader,
         )
+
+    def _overhead(self, began: float, outcome: Answer) -> None:
+        overhead = time.perf_counter() - began - outcome.upstream_s
+        self.metrics.proxy_overhead.observe(max(overhead, 0.0))
 
     def _candidates(
         self, excluded: frozenset[str], conversation: Conversation, decision: RoutingDecision
     ) -> list[Upstream]:
-        """The decision's candidates, minus excluded models and, for requests with images,
-        models that cannot see them (strategies already respect both; manual routing
-        does not)."""
-        images = conversation.has_images
+        """The decision's candidates, minus excluded models and, when the latest turn
+        holds an image or the decision needs one seen, models that cannot see (strategies
+        already respect both; manual routing does not). A text model answering earlier
+        images gets them as markers (see _attempts)."""
+        images = bool(conversation.latest_images) or decision.needs_vision
         out = [
             up
             for name in decision.candidates()
@@ -197,6 +242,7 @@ class Proxy:
         last: AttemptFailed | None = None
         rate_limited: tuple[Upstream, AttemptFailed] | None = None
         upstream_s, tried, limited, model = 0.0, 0, 0, candidates[0].name
+        blind: tuple[dict[str, Any], int] | None = None  # the body for text-only models
         for up in candidates:
             if tried >= self.settings.max_attempts:
                 break
@@ -215,10 +261,14 @@ class Proxy:
                 last = AttemptFailed("timeout", "", fallback=False, timeout=True)
                 break
             tried, model = tried + 1, up.name
-            body["model"] = up.model_id
+            sent, omitted = body, 0
+            if not up.vision:  # a text-only upstream never receives an image part
+                blind = blind or omit_images(body, self.settings.image_marker)
+                sent, omitted = blind
+            sent["model"] = up.model_id
             started = time.perf_counter()
             try:
-                outcome = await self._attempt(up, orjson.dumps(body), headers, stream, remaining)
+                outcome = await self._attempt(up, orjson.dumps(sent), headers, stream, remaining)
             except ProxySaturatedError as exc:
                 self.metrics.rejected.labels("proxy_saturated").inc()
                 raise _Failed(exc, up.name) from None
@@ -235,14 +285,15 @@ class Proxy:
                     break
                 continue
             outcome.upstream_s = upstream_s + time.perf_counter() - started
+            outcome.images_omitted = omitted
             return outcome
-        if tried and limited == tried and rate_limited and (sent := rate_limited[1].response):
+        if tried and limited == tried and rate_limited and (resp := rate_limited[1].response):
             up, limit = rate_limited  # pass the upstream's 429 (and retry-after) through
             answer = limit.body or error_body(
                 429, "the upstream is rate limiting; retry later", "rate_limit_error", None,
                 "rate_limited",
             )  # fmt: skip
-            return Answer(up, sent, 0.0, answer, upstream_s=upstream_s)
+            return Answer(up, resp, 0.0, answer, upstream_s=upstream_s)
         message = f"no upstream answered (tried {', '.join(considered)}): " + "; ".join(failures)
         timed_out = last is not None and last.timeout
         error = UpstreamTimeoutError(message) if timed_out else UpstreamError(message)
@@ -272,10 +323,23 @@ class Proxy:
                 "timeout", "timeout (total_timeout_s exhausted)", fallback=False, timeout=True
             ) from None
 
-    def _stream_done(self, outcome: Answer, result: str) -> None:
+    def _stream_done(
+        self,
+        outcome: Answer,
+        result: str,
+        reader: StreamUsage,
+        accounting: Accounting,
+        log: dict[str, Any],
+    ) -> None:
+        """At the end of a relayed stream: its duration, and its usage (a stream cut short
+        has usually not reported any: counted as missing)."""
         self.metrics.upstream_duration.labels(outcome.upstream.name).observe(
             time.perf_counter() - outcome.started
         )
+        charge = accounting.charge(outcome.upstream.name, reader.usage)
+        log["stream_result"] = result
+        if charge is not None:
+            log.update(charge.log_fields())
         if result != "complete":
             get_logger().warning(
                 "upstream_stream_ended", model=outcome.upstream.name, result=result

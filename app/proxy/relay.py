@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
+from app.proxy.usage import StreamUsage
+
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Awaitable[None]]
 PASS_HEADERS = frozenset({"content-type", "content-encoding", "retry-after"})
@@ -53,12 +55,14 @@ class RelayResponse(Response):
         headers: dict[str, str],
         gone: asyncio.Future[None],
         on_done: Callable[[str], None],
+        reader: StreamUsage | None = None,
     ) -> None:
         self.status_code = upstream.status_code
         self.background = None
         self.init_headers(headers)  # no content-length: the body is streamed
         self.upstream, self.first, self.chunks = upstream, first, chunks
         self.gone, self.on_done = gone, on_done
+        self.reader = reader if reader is not None else StreamUsage(drop=False)
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         pump = asyncio.ensure_future(self._pump(send))
@@ -77,10 +81,12 @@ class RelayResponse(Response):
             self.on_done(result)
 
     async def _pump(self, send: Send) -> str:
-        """Head, first chunk, the rest. When the upstream breaks mid-stream, return without
-        finishing the body: the server then aborts the connection and the client sees a
-        truncated stream, never a clean end of a partial answer."""
+        """Head, first chunk, the rest, each through the usage reader. When the upstream
+        breaks mid-stream, return without finishing the body: the server then aborts the
+        connection and the client sees a truncated stream, never a clean end of a partial
+        answer."""
         body = {"type": "http.response.body", "more_body": True}
+        feed = self.reader.feed
         try:
             await send(
                 {
@@ -89,10 +95,13 @@ class RelayResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            if self.first:
-                await send({**body, "body": self.first})
+            if self.first and (out := feed(self.first)):
+                await send({**body, "body": out})
             async for chunk in self.chunks:
-                await send({**body, "body": chunk})
+                if out := feed(chunk):
+                    await send({**body, "body": out})
+            if rest := self.reader.finish():
+                await send({**body, "body": rest})
         except httpx.HTTPError as exc:
             return f"upstream_failed ({type(exc).__name__})"
         except OSError:  # servers on ASGI spec >= 2.4 report a closed client this way

@@ -53,6 +53,20 @@ class Upstream:
     problem: str | None = None  # why it cannot be called (no base_url, key not set)
 
 
+def upstream_client(proxy: ProxySettings) -> httpx.AsyncClient:
+    """The pooled HTTP client upstream calls share (proxy mode, image fetches, collect
+    and label)."""
+    limits = httpx.Limits(
+        max_connections=proxy.max_connections, keepalive_expiry=proxy.keepalive_expiry_s
+    )
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(proxy.timeout_s, connect=proxy.connect_timeout_s),
+        # connect failures never sent anything: retried on the spot (httpcore retries)
+        transport=httpx.AsyncHTTPTransport(limits=limits, retries=proxy.connect_retries),
+        follow_redirects=False,
+    )
+
+
 def build_upstream(model: ModelConfig, settings: ProxySettings) -> Upstream:
     """Resolve URL, API key and timeouts, once at startup.
 
@@ -120,6 +134,7 @@ class Answer:
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
     upstream_s: float = 0.0  # time spent waiting on upstreams, all attempts
+    images_omitted: int = 0  # image parts sent to this (text-only) upstream as markers
 
 
 class AttemptFailed(Exception):

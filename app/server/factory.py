@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 
-import httpx
 from fastapi import FastAPI
 
 from app import __version__
@@ -22,67 +20,19 @@ from app.api.middleware import RouterMiddleware
 from app.api.readiness import WorkerGroup
 from app.api.routes import ENDPOINTS, router
 from app.api.state import RouterState
+from app.capture.writer import CaptureWriter, check_capture_dir
 from app.errors import install_error_handlers
 from app.images.loader import ImageLoader
-from app.logs import adopt_library_loggers, configure_logging, get_logger
+from app.logs import configure_logging
 from app.metrics import RouterMetrics
-from app.server.cpus import set_torch_threads, torch_threads
-from app.settings import ProxySettings, Settings, get_settings
+from app.proxy.accounting import resolve_baseline
+from app.proxy.upstream import upstream_client
+from app.server.reload import Reloader
+from app.server.startup import backend_label, start_strategy
+from app.settings import Settings, get_settings
 from models.core.routing_config import RoutingConfig, load_routing_config
-from strategies.base import StrategyContext
-from strategies.registry import create_strategy, resolve
-
-
-def _backend_label(settings: Settings) -> str:
-    if settings.strategy == "intent":
-        return settings.intent.backend
-    if settings.strategy == "auto":
-        return settings.auto.encoder
-    return "custom"
-
-
-async def _start_strategy(state: RouterState, on_fatal: Callable[[str], None] | None) -> None:
-    log = get_logger()
-    began = time.perf_counter()
-
-    def fatal(message: str) -> None:  # after startup too, e.g. the vLLM engine died
-        state.start_error = message
-        state.failure = "the classifier engine died; the process is exiting"
-        if on_fatal is not None:
-            on_fatal(message)
-
-    threads = torch_threads(state.settings)
-    context = StrategyContext(
-        settings=state.settings,
-        config=state.config,
-        metrics=state.metrics,
-        on_fatal=fatal,
-        threads=threads,
-    )
-    try:
-        set_torch_threads(threads, passive=state.settings.encoder.runtime == "onnx")
-        strategy = create_strategy(state.settings.strategy, context)
-        state.strategy = strategy
-        await strategy.start()
-    except Exception as exc:  # any load failure stops the service with a clear message
-        adopt_library_loggers()
-        state.start_error = f"{type(exc).__name__}: {exc}"
-        state.failure = "the strategy failed to start; see the server log"
-        log.error("strategy_start_failed", strategy=state.settings.strategy, error=str(exc))
-        if on_fatal is not None:
-            on_fatal(state.start_error)
-        return
-    state.started = True
-    adopt_library_loggers()  # model libraries imported while loading may add handlers
-    state.metrics.ready.set(1)
-    if state.workers is not None:
-        state.workers.mark_ready()
-    log.info(
-        "strategy_ready",
-        strategy=state.settings.strategy,
-        backend=_backend_label(state.settings),
-        load_s=round(time.perf_counter() - began, 3),
-    )
+from strategies.registry import resolve
+from strategies.sessions import SessionRouter
 
 
 def init_app_state(settings: Settings, config: RoutingConfig) -> RouterState:
@@ -95,20 +45,9 @@ def init_app_state(settings: Settings, config: RoutingConfig) -> RouterState:
     state.admission = Admission(
         limits.max_concurrency, limits.max_queued, limits.queue_timeout_s, metrics
     )
+    if settings.sessions.policy != "off":
+        state.sessions = SessionRouter(settings.sessions, config)
     return state
-
-
-def upstream_client(proxy: ProxySettings) -> httpx.AsyncClient:
-    """The pooled HTTP client every upstream call shares (proxy mode, image fetches)."""
-    limits = httpx.Limits(
-        max_connections=proxy.max_connections, keepalive_expiry=proxy.keepalive_expiry_s
-    )
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(proxy.timeout_s, connect=proxy.connect_timeout_s),
-        # connect failures never sent anything: retried on the spot (httpcore retries)
-        transport=httpx.AsyncHTTPTransport(limits=limits, retries=proxy.connect_retries),
-        follow_redirects=False,
-    )
 
 
 async def _close(state: RouterState, starting: asyncio.Task[None]) -> None:
@@ -128,29 +67,40 @@ async def _close(state: RouterState, starting: asyncio.Task[None]) -> None:
         await state.http.aclose()
     if state.images is not None:
         await state.images.aclose()
+    if state.capture is not None:  # what is queued is written before the process exits
+        await asyncio.to_thread(state.capture.close)
 
 
 def _lifespan(
-    state: RouterState, on_fatal: Callable[[str], None] | None
+    state: RouterState, reloader: Reloader, on_fatal: Callable[[str], None] | None, sighup: bool
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """Open the clients, start the strategy in the background; close all on the way out."""
+    """Open the clients, start the strategy in the background (and reload it on SIGHUP when
+    ``sighup``); close all on the way out."""
     settings = state.settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.metrics.info.labels(
-            __version__, settings.strategy, settings.mode, _backend_label(settings)
+            __version__, settings.strategy, settings.mode, backend_label(settings)
         ).set(1)
         state.http = upstream_client(settings.proxy)
         state.images = ImageLoader(settings)
+        if settings.capture.path is not None:
+            state.capture = CaptureWriter(settings.capture, state.metrics)
         if settings.mode == "proxy":
             from app.proxy.forward import Proxy
 
-            state.proxy = Proxy(state.http, state.metrics, settings.proxy, state.config)
-        starting = asyncio.create_task(_start_strategy(state, on_fatal), name="strategy-start")
+            state.proxy = Proxy(
+                state.http, state.metrics, settings.proxy, state.config, state.baseline
+            )
+        starting = asyncio.create_task(start_strategy(state, on_fatal), name="strategy-start")
+        undo = reloader.install_signal_handler() if sighup else None
         try:
             yield
         finally:
+            if undo is not None:
+                undo()
+            await reloader.aclose()
             await _close(state, starting)
 
     return lifespan
@@ -161,21 +111,30 @@ def create_app(
     *,
     config: RoutingConfig | None = None,
     on_fatal: Callable[[str], None] | None = None,
+    reload_on_sighup: bool = False,
 ) -> FastAPI:
-    """Build the service. Raises ConfigError / UnknownStrategyError on bad settings."""
+    """Build the service. Raises ConfigError / UnknownStrategyError on bad settings.
+
+    ``reload_on_sighup``: the serving process reloads the routing config on SIGHUP
+    (:mod:`app.server.reload`); ``app.state.reloader.reload()`` does it on demand."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
     config = config or load_routing_config(settings.config)
     resolve(settings.strategy)  # an unknown name fails now, listing the valid ones
+    baseline = resolve_baseline(config, settings.cost.baseline_model, settings.mode == "proxy")
+    check_capture_dir(settings.capture)
     state = init_app_state(settings, config)
+    state.baseline = baseline
+    reloader = Reloader(state, on_fatal)
     app = FastAPI(
         title="llm-router",
         version=__version__,
-        lifespan=_lifespan(state, on_fatal),
+        lifespan=_lifespan(state, reloader, on_fatal, reload_on_sighup),
         docs_url="/docs",
         redoc_url=None,
     )
     app.state.router = state
+    app.state.reloader = reloader
     install_error_handlers(app)
     app.include_router(router)
     if settings.playground:

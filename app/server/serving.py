@@ -3,6 +3,7 @@ SIGTERM as "drain, then exit 0"."""
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from app.server.factory import create_app
@@ -55,6 +56,9 @@ def build_server(settings: Settings) -> tuple[Any, list[str]]:
         for server in servers:
             server.should_exit = True
 
-    app = create_app(settings, on_fatal=on_fatal)
+    app = create_app(settings, on_fatal=on_fatal, reload_on_sighup=True)
+    # SIGHUP reloads the config once the app's lifespan runs; until then it must not end
+    # the process (its default action), e.g. a supervisor passing one on during startup
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     servers.append(_drain_server(uvicorn.Config(app, **uvicorn_options(settings))))
     return servers[0], fatal

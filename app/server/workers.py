@@ -8,7 +8,8 @@ whole app (its own strategy and batcher).
 They share two things through a fresh temporary directory: prometheus-client's
 multiprocess files (one scrape shows every worker's metrics) and one readiness marker
 per worker (``/ready`` is 200 only when every worker is). SIGTERM or SIGINT drains them
-all; a worker that dies stops the rest, and the server exits non-zero so whatever runs
+all; SIGHUP makes each reload the routing config (app/server/reload.py); a worker that
+dies stops the rest, and the server exits non-zero so whatever runs
 it restarts the whole group.
 """
 
@@ -86,7 +87,8 @@ def _worker_main(settings: Settings, listen: socket.socket | tuple[str, int]) ->
 
 
 def serve_workers(settings: Settings, count: int) -> int:
-    """Run ``count`` workers on one port until SIGTERM/SIGINT; the exit status to return."""
+    """Run ``count`` workers on one port until SIGTERM/SIGINT (SIGHUP: every worker
+    reloads the routing config); the exit status to return."""
     import uvicorn
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -121,15 +123,22 @@ def serve_workers(settings: Settings, count: int) -> int:
         context.Process(target=_worker_main, args=(settings, listen), name=f"llm-router-worker-{i}")
         for i in range(count)
     ]
-    stopping = {"signal": 0, "failed": False}
+    stopping = {"signal": 0, "failed": False, "reloads": 0}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping["signal"] = signum
 
+    def on_reload(signum: int, frame: FrameType | None) -> None:
+        stopping["reloads"] += 1
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # workers inherit an ignored SIGHUP (the default would end them) until their app
+    # installs its reload handler; the supervisor's own handler passes SIGHUP on to them
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         for worker in workers:
             worker.start()
+        signal.signal(signal.SIGHUP, on_reload)
         _supervise(workers, stopping, group, shared, mark_process_dead, settings.drain_timeout_s)
     finally:
         for signum, handler in previous.items():
@@ -153,7 +162,13 @@ def _supervise(
     (each may drain for ``drain_timeout_s``, then is killed)."""
     running = {w.sentinel: w for w in workers}
     signalled = False
+    reloads = 0
     while running:
+        if stopping["reloads"] > reloads and not stopping["signal"]:
+            reloads = stopping["reloads"]  # SIGHUP: each worker reloads its own config
+            for worker in running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGHUP)
         for sentinel in wait(list(running), timeout=0.2):
             worker = running.pop(sentinel)  # type: ignore[call-overload]
             worker.join()

@@ -108,11 +108,17 @@ def litellm_version(exe: str) -> str | None:
         return None
 
 
-def router_process(config: Path, workdir: Path) -> AbstractContextManager[HttpTarget]:
-    """The router in proxy mode with the FakeStrategy, on a free port."""
+def router_process(
+    config: Path, workdir: Path, src: Path | None = None, name: str = "router"
+) -> AbstractContextManager[HttpTarget]:
+    """The router in proxy mode with the FakeStrategy, on a free port; ``src``: run the
+    code of another checkout (an earlier commit) instead of this one."""
     env = {
         "ROUTER_MODE": "proxy",
         "ROUTER_STRATEGY": "tests.fakes:FakeStrategy",
         "ROUTER_CONFIG": str(config),
     }
-    return router_server(env, timeout=180.0, log=workdir / "router.log")
+    log = workdir / f"{name}.log"
+    if src is None:
+        return router_server(env, timeout=180.0, log=log)
+    return router_server(env, timeout=180.0, log=log, src=src)

@@ -57,6 +57,35 @@ class Conversation:
     def has_images(self) -> bool:
         return any(turn.images for turn in self.turns)
 
+    def latest_user_index(self) -> int | None:
+        """Index of the latest user turn, or None when there is none."""
+        for i in range(len(self.turns) - 1, -1, -1):
+            if self.turns[i].role == "user":
+                return i
+        return None
+
+    @property
+    def latest_images(self) -> list[Image]:
+        """Images of the latest turn: the latest user message and anything after it (tool
+        output); what the answer to this turn has to see."""
+        start = self.latest_user_index()
+        turns = self.turns if start is None else self.turns[start:]
+        return [img for turn in turns for img in turn.images]
+
+    @property
+    def earlier_images(self) -> list[Image]:
+        """Images of the turns before the latest user message (context, not the request)."""
+        start = self.latest_user_index()
+        turns = () if start is None else self.turns[:start]
+        return [img for turn in turns for img in turn.images]
+
+    def without_images(self) -> Conversation:
+        """The same turns without their pixels (the ``[image]`` markers stay in the text):
+        the conversation as a text-only model receives it."""
+        if not self.has_images:
+            return self
+        return Conversation(turns=tuple(Turn(t.role, t.text) for t in self.turns))
+
     def user_turns(self) -> list[Turn]:
         return [t for t in self.turns if t.role == "user"]
 

@@ -153,6 +153,14 @@ class RoutingConfig(BaseModel):
     auto: AutoConfig = Field(default_factory=lambda: AutoConfig())
     fallback_model: str | None = None
     vision_fallback_model: str | None = None
+    fallback_order: Literal["cheapest", "strongest"] = Field(
+        "cheapest",
+        description="Proxy: the order the other capable models (eligible: not excluded, "
+        "vision when the conversation has images) are tried in when the chosen one fails. "
+        "cheapest: lowest cost first (auto: models that reach their threshold, cheapest "
+        "first, then the most probable); strongest: intent by highest cost first, auto by "
+        "highest predicted probability first.",
+    )
     intent_classifier: str | None = Field(
         None,
         description="Directory of a trained intent head (llm-router train-intents), relative "

@@ -12,6 +12,11 @@ evaluation and the benchmarks, so what is measured is what is served.
 An artifact whose router did not beat the best single model on validation names that
 model (``fixed_model``): it is chosen whenever it is a candidate (reason ``single_model``),
 and the policy only ranks the fallbacks.
+
+The proxy falls back along :func:`fallback_ranking`, the routing config's
+``fallback_order`` applied after the chosen model (``cheapest``: the models that reach their
+threshold, cheapest first, then the rest, most probable first; ``strongest``: most probable
+first).
 """
 
 from __future__ import annotations
@@ -120,3 +125,23 @@ def _utility(
 
     ranking = sorted(candidates, key=key)
     return Selection(ranking[0], "utility", ranking)
+
+
+def fallback_ranking(
+    probs: Mapping[str, float],
+    chosen: str,
+    candidates: Sequence[str],
+    params: PolicyParams,
+    order: Literal["cheapest", "strongest"],
+) -> list[str]:
+    """``chosen`` first, then the other candidates in the order the proxy falls back:
+    ``cheapest``, the capable ones (probability at least their threshold) cheapest first,
+    then the rest most probable first (the ``threshold_cost`` ranking, whichever policy
+    chose); ``strongest``, most probable first."""
+    rest = [m for m in candidates if m != chosen]
+    by_probability = sorted(rest, key=lambda m: (-probs[m], _cost(params, m)))
+    if order == "strongest":
+        return [chosen, *by_probability]
+    capable = [m for m in rest if probs[m] >= params.thresholds.get(m, 0.5)]
+    capable.sort(key=lambda m: (_cost(params, m), -probs[m]))
+    return [chosen, *capable, *(m for m in by_probability if m not in capable)]

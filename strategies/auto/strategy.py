@@ -4,6 +4,13 @@ An encoder turns the conversation into a vector, the artifact's MLP predicts for
 model the probability that it answers well, and a selection policy picks the model.
 Concurrent requests are encoded and scored together by a :class:`MicroBatcher` in one
 encoder thread, never on the event loop. torch/open_clip load only in :meth:`start`.
+
+Images: the latest turn needs a vision model when it carries an image or its words point
+at an earlier one (:mod:`strategies.vision`, lexical cues: this strategy has no intent
+classifier). Otherwise every model is a candidate and the conversation is scored as a
+text-only model would receive it (earlier images as markers, no pixels); the reason is
+then ``images_omitted`` when a text model wins, ``image_reference`` when the latest turn
+asks about an earlier image.
 """
 
 from __future__ import annotations
@@ -18,9 +25,17 @@ import numpy as np
 from models.core.conversation import Conversation
 from models.core.errors import NoEligibleModelError, StrategyError
 from models.inference.batching import MicroBatcher
-from strategies.auto.selection import policy_params, select
-from strategies.base import RouteOptions, RoutingDecision, StrategyContext, eligible_models
+from strategies.auto.selection import fallback_ranking, policy_params, select
+from strategies.base import (
+    RouteOptions,
+    RoutingDecision,
+    StrategyContext,
+    eligible_models,
+    fallback_by_cost,
+    strips_images,
+)
 from strategies.policy import run_with_policy
+from strategies.vision import vision_need
 
 if TYPE_CHECKING:
     from models.encoders.conversation import Encoder
@@ -196,14 +211,18 @@ class AutoStrategy:
     async def route(self, conversation: Conversation, options: RouteOptions) -> RoutingDecision:
         config, metrics = self._ctx.config, self._ctx.metrics
         scored = set(self.manifest.models)
-        candidates = [m for m in eligible_models(config, conversation, options) if m in scored]
+        need = vision_need(conversation)
+        eligible = eligible_models(config, conversation, options, need.needed)
+        candidates = [m for m in eligible if m in scored]
         if not candidates:
-            need = "vision-capable " if conversation.has_images else ""
-            raise NoEligibleModelError(f"no {need}model scored by the router is eligible")
+            what = "vision-capable " if need.needed else ""
+            raise NoEligibleModelError(f"no {what}model scored by the router is eligible")
         start = time.perf_counter()
         settings = self._ctx.settings.auto
+        # earlier images the latest turn does not need: scored as the text they become
+        seen = conversation.without_images() if need.omit_for_text_models else conversation
         probs = await run_with_policy(
-            self.probabilities(conversation),
+            self.probabilities(seen),
             strategy=self.name,
             what="router encoder",
             timeout_s=settings.timeout_s,
@@ -211,29 +230,46 @@ class AutoStrategy:
             metrics=metrics,
         )
         if probs is None:
-            return self._fallback(candidates)
-        encoded = time.perf_counter()
-        metrics.stage_duration.labels(self.name, "encode").observe(encoded - start)
-        params = policy_params(config, options, self.fixed_model, self._cost_weight)
-        choice = select(probs, candidates, params)
-        metrics.stage_duration.labels(self.name, "select").observe(time.perf_counter() - encoded)
-        return RoutingDecision(
-            model=choice.model,
-            strategy=self.name,
-            reason=choice.reason,
-            scores={m: round(probs[m], 6) for m in candidates},
-            ranking=choice.ranking,
-            detail={"policy": params.policy, "encoder": self.encoder.name},
-        )
+            decision = self._fallback(candidates)
+        else:
+            encoded = time.perf_counter()
+            metrics.stage_duration.labels(self.name, "encode").observe(encoded - start)
+            params = policy_params(config, options, self.fixed_model, self._cost_weight)
+            choice = select(probs, candidates, params)
+            ranking = fallback_ranking(
+                probs, choice.model, candidates, params, config.fallback_order
+            )
+            metrics.stage_duration.labels(self.name, "select").observe(
+                time.perf_counter() - encoded
+            )
+            decision = RoutingDecision(
+                model=choice.model,
+                strategy=self.name,
+                reason=choice.reason,
+                scores={m: round(probs[m], 6) for m in candidates},
+                ranking=ranking,
+                detail={"policy": params.policy, "encoder": self.encoder.name},
+            )
+        decision.needs_vision = need.needed
+        decision.strip_images = strips_images(config, conversation, decision.model)
+        decision.detail["vision"] = need.cause
+        if decision.reason != "fallback":
+            decision.detail["selection"] = decision.reason
+            if need.cause == "earlier_image":
+                decision.reason = "image_reference"
+            elif decision.strip_images:
+                decision.reason = "images_omitted"
+        return decision
 
     def _fallback(self, candidates: list[str]) -> RoutingDecision:
         """The decision when scoring failed or timed out under ``on_error=fallback``: the
         configured fallback model when eligible, else the cheapest eligible one."""
         config = self._ctx.config
-        cost = {m: config.model(m).cost for m in candidates}
         wanted = config.default_model()
-        model = wanted if wanted in candidates else min(candidates, key=cost.__getitem__)
-        others = sorted((m for m in candidates if m != model), key=lambda m: -cost[m])
+        model = (
+            wanted if wanted in candidates else min(candidates, key=lambda m: config.model(m).cost)
+        )
+        others = fallback_by_cost(config, [m for m in candidates if m != model])
         return RoutingDecision(
             model=model,
             strategy=self.name,

@@ -9,6 +9,9 @@
   threshold.
 
 Turns are embedded micro-batched with concurrent requests; the latest turn weighs most.
+The latest turn is also read on its own (``latest_intent``): the strategy decides from it
+whether a turn after earlier images asks about them, since an earlier "what's in this
+picture? [image]" turn can outweigh an unrelated latest turn in the weighted scores.
 """
 
 from __future__ import annotations
@@ -165,9 +168,13 @@ class EmbeddingIntentClassifier:
         """Per-intent probability from the trained head, weighted over turns (newest
         first); intents the head does not know score 0. ``texts`` are the embedded turn
         texts (the head's lexical features read them)."""
+        return self.head_turn_scores(vectors, texts) @ turn_weights(vectors.shape[0])  # type: ignore[no-any-return]
+
+    def head_turn_scores(self, vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+        """The head's per-intent probabilities per turn, ``[intents, turns]``."""
         assert self._head is not None
-        probs = self._head.probabilities(vectors, texts).T @ turn_weights(vectors.shape[0])
-        out = np.zeros(len(self._names), dtype=np.float32)
+        probs = self._head.probabilities(vectors, texts).T  # [labels, turns]
+        out = np.zeros((len(self._names), vectors.shape[0]), dtype=np.float32)
         for j, label in enumerate(self._head.labels):
             if label in self._names:
                 out[self._names.index(label)] = probs[j]
@@ -176,12 +183,25 @@ class EmbeddingIntentClassifier:
     def score(self, vectors: np.ndarray) -> np.ndarray:
         """Per-intent score: mean of its TOP_K most similar references, per turn, then
         weighted over turns (newest first). ``vectors`` is [turns, dim]."""
+        return self.turn_scores(vectors) @ turn_weights(vectors.shape[0])  # type: ignore[no-any-return]
+
+    def turn_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """Per-intent score per turn, ``[intents, turns]`` (mean of the TOP_K most similar
+        references of each intent)."""
         sims = self._refs @ vectors.T  # [refs, turns]
         block = np.where(self._ref_valid[..., None], sims[self._ref_index], -np.inf)
         k = min(TOP_K, block.shape[1])  # [intents, most, turns] -> each intent's best k
         best = -np.partition(-block, k - 1, axis=1)[:, :k]
         per_intent = np.where(np.isfinite(best), best, 0.0).sum(axis=1) / self._ref_k[:, None]
-        return per_intent @ turn_weights(vectors.shape[0])  # type: ignore[no-any-return]
+        return per_intent.astype(np.float32)  # type: ignore[no-any-return]
+
+    def _pick(self, scores: np.ndarray, allowed: set[str], threshold: float) -> str:
+        """The best allowed intent, or ``other`` when none reaches the threshold."""
+        masked = np.where([n in allowed for n in self._names], scores, -np.inf)
+        best = int(np.argmax(masked))
+        if not np.isfinite(masked[best]) or masked[best] < threshold:
+            return OTHER_INTENT
+        return self._names[best]
 
     async def classify(self, conversation: Conversation) -> IntentResult:
         assert self._batcher is not None, "start() first"
@@ -191,27 +211,28 @@ class EmbeddingIntentClassifier:
         start = asyncio.get_running_loop().time()
         clipped = [clip_text(texts[0])] + [clip_text(t, 0, CONTEXT_CHARS) for t in texts[1:]]
         if len(clipped) == 1:  # the common case: no task per turn
-            vectors = [await self._batcher.submit(clipped[0])]
+            vectors = (await self._batcher.submit(clipped[0]))[None, :]
         else:
-            vectors = list(await asyncio.gather(*(self._batcher.submit(t) for t in clipped)))
+            vectors = np.stack(await asyncio.gather(*(self._batcher.submit(t) for t in clipped)))
         self._ctx.metrics.stage_duration.labels("intent", "encode").observe(
             asyncio.get_running_loop().time() - start
         )
         if self._head is not None:
-            scores = self.head_scores(np.stack(vectors), clipped)
+            per_turn = self.head_turn_scores(vectors, clipped)
             threshold = self._head.threshold
         else:
-            scores, threshold = self.score(np.stack(vectors)), self._ctx.settings.intent.threshold
+            per_turn, threshold = self.turn_scores(vectors), self._ctx.settings.intent.threshold
+        scores = per_turn @ turn_weights(vectors.shape[0])
         allowed = set(allowed_intents(self._ctx, conversation))
-        masked = np.where([n in allowed for n in self._names], scores, -np.inf)
-        best = int(np.argmax(masked))
-        intent = self._names[best]
-        if not np.isfinite(masked[best]) or masked[best] < threshold:
-            intent = OTHER_INTENT
+        intent = self._pick(scores, allowed, threshold)
+        # the latest turn read alone: earlier image turns weigh into ``intent`` (context),
+        # so whether it asks about an image is read from its own words
+        latest = self._pick(per_turn[:, 0], allowed, threshold)
         return IntentResult(
             intent=intent,
             scores={name: float(s) for name, s in zip(self._names, scores, strict=True)},
-            detail={"turns_used": len(texts)},
+            detail={"turns_used": len(texts), "latest_turn_intent": latest},
+            latest_intent=latest,
         )
 
     async def aclose(self) -> None:

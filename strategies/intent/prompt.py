@@ -29,7 +29,9 @@ INSTRUCTION = (
     "description:\n"
     "<routes>\n{routes}\n</routes>\n\n"
     "The conversation is in <conversation></conversation>, one JSON message per line, "
-    "oldest first. [image] marks an image the user attached.\n"
+    "oldest first. [image] marks an image the user attached; an image stays in the message "
+    "it came with, so choose an image route only when the latest message carries an image "
+    "or asks about one.\n"
     "<conversation>\n"
 )
 QUESTION = (

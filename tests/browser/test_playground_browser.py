@@ -156,6 +156,35 @@ def test_playground_routes_text_images_and_shows_errors(
     assert len(driver.find_elements("css selector", "#history li")) == 2
 
 
+def test_playground_shows_why_earlier_images_are_omitted(
+    router_url: str, driver: Any, tmp_path: Path
+) -> None:
+    driver.get(f"{router_url}/playground")
+    _wait(driver, lambda d: "Strategy intent" in _text(d, "service-info"))
+    picture = tmp_path / "car.png"
+    picture.write_bytes(png_bytes(320, 200, (200, 30, 30)))
+    driver.find_element("css selector", "#conversation .turn .files").send_keys(str(picture))
+    _wait(driver, lambda d: d.find_elements("css selector", "#conversation .thumbs img"))
+    _type_latest(driver, "What is in this picture?")
+    driver.find_element("id", "add-assistant").click()
+    _type_latest(driver, "A red car parked on a quiet street.")
+    driver.find_element("id", "add-user").click()
+    _type_latest(driver, "Thanks! Now write a haiku about autumn")
+    _route(driver, 0)
+    # a text model answers; the decision says why and that the picture becomes a marker
+    assert _text(driver, "chosen-model") in MODELS - {VISION_MODEL}
+    decision = _text(driver, "decision")
+    assert "images_omitted" in decision and "text markers" in decision
+    assert "Needs vision" in decision and "Eligible intents" in decision
+    _wait(driver, lambda d: "images_omitted" in _text(d, "live-reasons"))
+    # the follow-up that asks about the picture: the vision model, and why
+    _type_latest(driver, "what colour is the car in the photo?")
+    _route(driver, 1)
+    assert _text(driver, "chosen-model") == VISION_MODEL
+    assert "image_reference" in _text(driver, "decision")
+    assert "asks about an earlier image" in _text(driver, "decision")
+
+
 def test_playground_fits_a_phone_screen(router_url: str) -> None:
     phone = _browser(390, 844, phone=True)
     try:

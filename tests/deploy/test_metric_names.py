@@ -6,7 +6,9 @@ with no samples yet still print their ``# TYPE`` line)."""
 
 from __future__ import annotations
 
-from tests.deploy.files import metric_names_used
+import json
+
+from tests.deploy.files import DASHBOARD, metric_names_used
 from tests.helpers import app_client
 
 
@@ -45,5 +47,31 @@ async def test_dashboard_covers_the_decision_and_upstream_metrics() -> None:
         "llm_router_upstream_ttfb_seconds",
         "llm_router_upstream_fallbacks_total",
         "llm_router_ready",
+        "llm_router_cost_usd_total",
+        "llm_router_baseline_cost_usd_total",
+        "llm_router_request_cost_usd",
+        "llm_router_tokens_total",
+        "llm_router_usage_missing_total",
     ):
         assert name in used, name
+
+
+def _panels() -> dict[str, list[str]]:
+    dash = json.loads(DASHBOARD.read_text())
+    return {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dash["panels"]}
+
+
+def test_dashboard_plots_cost_per_model_per_request_and_savings() -> None:
+    """docs/cost.md lists these panels; each plots what its title says."""
+    panels = _panels()
+    [by_model] = panels["Spend per hour by model"]
+    assert "sum by (model) (rate(llm_router_cost_usd_total" in by_model
+    actual, baseline = panels["Actual vs baseline spend per hour"]
+    assert "rate(llm_router_cost_usd_total" in actual
+    assert "rate(llm_router_baseline_cost_usd_total" in baseline
+    [ratio] = panels["Savings ratio"]
+    assert ratio.startswith("1 - sum(rate(llm_router_cost_usd_total")
+    assert "/ sum(rate(llm_router_baseline_cost_usd_total" in ratio
+    per_request = " ".join(panels["Cost per request by model"])
+    assert "llm_router_request_cost_usd_sum" in per_request
+    assert "llm_router_request_cost_usd_count" in per_request

@@ -216,6 +216,8 @@ function buildRequest() {
   const router = {};
   const exclude = [...document.querySelectorAll("input.exclude:checked")].map((i) => i.dataset.model);
   if (exclude.length) router.exclude_models = exclude;
+  const session = $("session-id").value.trim();
+  if (session) router.session_id = session;
   const thresholds = numberInputs("input.threshold");
   if (Object.keys(thresholds).length) router.thresholds = thresholds;
   const costs = numberInputs("input.cost");
@@ -279,10 +281,17 @@ function entryFrom(request, data, headers) {
     model: router.model || headers.get("x-router-model") ||
       (proxied ? data.model : data.choices?.[0]?.message?.content) || "?",
     intent: router.intent || headers.get("x-router-intent") || null,
-    reason: router.reason || null,
+    reason: router.reason || headers.get("x-router-reason") || null,
     strategy: router.strategy || headers.get("x-router-strategy") || null,
     latencyMs: router.latency_ms ?? null,
     scores: router.scores || {},
+    needsVision: router.needs_vision ?? null,
+    vision: router.detail?.vision || null,
+    // recommend mode: the client should omit them; proxy mode: how many went as markers
+    stripImages: router.strip_images ?? (headers.get("x-router-images-omitted") ? true : null),
+    imagesOmitted: Number(headers.get("x-router-images-omitted") || 0),
+    eligibleIntents: router.detail?.eligible_intents || null,
+    session: router.detail?.session || null,
     answer: proxied ? data.choices?.[0]?.message?.content ?? "" : null,
   };
 }
@@ -342,6 +351,19 @@ function renderDecision(entry) {
   add("Intent", entry.intent);
   add("Reason", entry.reason);
   add("Strategy", entry.strategy);
+  add("Needs vision", entry.needsVision == null ? null : entry.needsVision
+    ? (entry.vision === "earlier_image" ? "yes (asks about an earlier image)" : "yes (image in the latest turn)")
+    : "no");
+  if (entry.stripImages) {
+    add("Images", entry.imagesOmitted
+      ? `${entry.imagesOmitted} earlier image(s) sent as text markers (text-only model)`
+      : "text-only model: replace the earlier images by text markers (router.strip_images)");
+  }
+  if (entry.eligibleIntents) add("Eligible intents", entry.eligibleIntents.join(", "));
+  if (entry.session) {
+    add("Session", `${entry.session.policy}: strategy chose ${entry.session.routed}` +
+      (entry.session.previous ? `, session had ${entry.session.previous}` : ", new session"));
+  }
   add("Decision latency", entry.latencyMs != null ? `${entry.latencyMs.toFixed(1)} ms` : null);
   add("Round trip", entry.roundTripMs != null ? `${entry.roundTripMs.toFixed(1)} ms` : null);
   $("decision").replaceChildren(
@@ -457,12 +479,15 @@ async function refreshMetrics() {
   const samples = parseMetrics(text);
   const byModel = {};
   const byIntent = {};
+  const byReason = {};
   const buckets = {};
   for (const s of samples) {
     if (s.name === "llm_router_decisions_total") {
       byModel[s.labels.model] = (byModel[s.labels.model] || 0) + s.value;
       const intent = s.labels.intent || "(none)";
       byIntent[intent] = (byIntent[intent] || 0) + s.value;
+      const reason = s.labels.reason || "(none)";
+      byReason[reason] = (byReason[reason] || 0) + s.value;
     } else if (s.name === "llm_router_decision_duration_seconds_bucket") {
       const le = s.labels.le === "+Inf" ? Infinity : Number(s.labels.le);
       buckets[le] = (buckets[le] || 0) + s.value;
@@ -477,6 +502,7 @@ async function refreshMetrics() {
     : `Decision latency over ${total} decisions: p50 ${(p50 * 1000).toFixed(1)} ms, p99 ${(p99 * 1000).toFixed(1)} ms (histogram estimate).`;
   bars($("live-models"), Object.entries(byModel).sort((a, b) => b[1] - a[1]));
   bars($("live-intents"), Object.entries(byIntent).sort((a, b) => b[1] - a[1]));
+  bars($("live-reasons"), Object.entries(byReason).sort((a, b) => b[1] - a[1]));
   $("live-updated").textContent = "Updated " + new Date().toLocaleTimeString();
 }
 

@@ -130,7 +130,8 @@ def test_cpu_never_uses_the_device_decoder(
     tiny: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from models.core.conversation import Conversation
-    from models.encoders.conversation import build_encoder, clip_pixels
+    from models.encoders import clip_pixels
+    from models.encoders.conversation import build_encoder
 
     def refuse(*args: object) -> None:
         raise AssertionError("decode_jpegs called on a CPU device")

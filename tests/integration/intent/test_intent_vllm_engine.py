@@ -177,3 +177,28 @@ async def test_bad_model_directory_is_a_clear_startup_error(tmp_path: Path) -> N
     (tmp_path / "config.json").write_text('{"architectures": ["NoSuchModelForCausalLM"]}')
     with pytest.raises(EngineStartupError, match=r"failed to start|cannot load"):
         await VllmEngine.start(IntentSettings(model=str(tmp_path), max_model_len=512))
+
+
+async def test_earlier_images_follow_the_latest_turn(strategy: IntentStrategy) -> None:
+    """On the real engine (the tiny model answers at random): whatever route it names,
+    a follow-up after an image needs vision only when that route is an image intent, a
+    text model gets the images as markers, and the prompt marks the earlier image."""
+    config = short_config()
+    photo = turns(("user", "what is in this picture?"), images=1)
+    image_intents = {"image_understanding", "image_question"}
+    for latest in ("thanks! now write a haiku about autumn", "prove that sqrt(2) is irrational"):
+        conversation = Conversation(
+            turns=(*photo.turns, Turn("assistant", "A green square."), Turn("user", latest))
+        )
+        decision = await strategy.route(conversation, RouteOptions())
+        vision = config.model(decision.model).vision
+        assert decision.needs_vision == (decision.intent in image_intents), latest
+        assert decision.strip_images == (not vision)
+        assert decision.reason in {"intent", "images_omitted", "image_reference"}
+        if not decision.needs_vision:
+            assert decision.model == {i.name: i.model for i in config.intents}.get(
+                decision.intent or "", config.default_model()
+            )
+        prompt = strategy._classifier.build_prompt(conversation).text  # type: ignore[attr-defined]
+        assert '"content": "what is in this picture? [image]"' in prompt
+        assert f'"content": "{latest}"' in prompt

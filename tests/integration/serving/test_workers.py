@@ -131,7 +131,14 @@ def test_a_worker_failing_to_start_stops_the_server_non_zero() -> None:
     assert "failing on purpose" in out
 
 
-@pytest.mark.parametrize("bad", [{"ROUTER_STRATEGY": "nope"}, {"ROUTER_WORKERS": "zero"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ROUTER_STRATEGY": "nope"},
+        {"ROUTER_WORKERS": "zero"},
+        {"ROUTER_COST__BASELINE_MODEL": "nope"},  # an unknown baseline model
+    ],
+)
 def test_bad_settings_fail_before_any_worker_starts(bad: dict[str, str]) -> None:
     proc, _ = start({**WORKERS, **bad})
     out, _ = proc.communicate(timeout=60)

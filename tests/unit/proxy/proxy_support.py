@@ -38,9 +38,6 @@ def opted_in(*names: str) -> RoutingConfig:
     return RoutingConfig.model_validate({"models": models})
 
 
-URLS = {m.name: f"{(m.base_url or '').rstrip('/')}/chat/completions" for m in CONFIG.models}
-
-
 def completion(content: str = "hello", model: str = "x") -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",
@@ -89,18 +86,21 @@ async def proxy(
     monkeypatch: Any,
     config: RoutingConfig = CONFIG,
     key: str | None = ALPHA_KEY,
+    settings_overrides: dict[str, Any] | None = None,
     **proxy_settings: Any,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, respx.MockRouter]]:
-    """The app in proxy mode (FakeStrategy) with every upstream mocked by respx;
-    ``key=None`` leaves alpha's API key env var unset."""
+    """The app in proxy mode (FakeStrategy) with every upstream of ``config`` mocked by
+    respx (routes named after the models); ``key=None`` leaves alpha's API key env var
+    unset."""
     if key is None:
         monkeypatch.delenv("ALPHA_KEY", raising=False)
     else:
         monkeypatch.setenv("ALPHA_KEY", key)
-    settings = make_settings(mode="proxy", proxy=proxy_settings)
+    settings = make_settings(mode="proxy", proxy=proxy_settings, **(settings_overrides or {}))
     mock = respx.mock(assert_all_called=False)
-    for name, url in URLS.items():
-        mock.post(url, name=name)
+    for m in config.models:  # each model's upstream, as a route named after the model
+        if m.base_url:
+            mock.post(f"{m.base_url.rstrip('/')}/chat/completions", name=m.name)
     mock.start()
     try:
         async with app_client(settings, config=config) as client:

@@ -148,7 +148,7 @@ def test_strategy_that_fails_to_start_stops_the_server(tmp_path: Path) -> None:
 def test_help_lists_the_subcommands() -> None:
     proc = run(["-m", "app.cli.main", "--help"])
     assert proc.returncode == 0
-    for sub in ("serve", "route", "eval"):
+    for sub in ("serve", "route", "eval", "train", "collect", "label"):
         assert sub in proc.stdout
 
 

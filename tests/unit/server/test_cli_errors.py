@@ -64,3 +64,18 @@ def test_bad_input_is_one_line_and_exit_2(
     if "config" not in case:
         assert err.count("\n") == 1, err
         assert str(tmp_path) in err
+
+
+@pytest.mark.parametrize("mode", ["recommend", "proxy"])
+def test_unknown_baseline_model_stops_serve_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    monkeypatch.setenv("ROUTER_COST__BASELINE_MODEL", "gpt-6")
+    monkeypatch.setenv("ROUTER_MODE", mode)
+    assert main(["serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "llm-router: error: ROUTER_COST__BASELINE_MODEL: unknown model 'gpt-6'; configured "
+        "models: ['gpt-5-chat', 'nvidia/nemotron-nano-12b-v2-vl', "
+    ), err
+    assert "Traceback" not in err

@@ -55,6 +55,7 @@ ALL_SETTINGS = dict(walk(Settings))
         ("ROUTER_IMAGE_FETCH__ENABLED", "true", lambda s: str(s.image_fetch.enabled).lower()),
         ("ROUTER_ENCODER__RUNTIME", "torch", lambda s: s.encoder.runtime),
         ("ROUTER_ENCODER__CACHE_DIR", "/var/cache/onnx", lambda s: s.encoder.cache_dir),
+        ("ROUTER_COST__BASELINE_MODEL", "gpt-5-chat", lambda s: s.cost.baseline_model),
     ],
 )
 def test_environment_variables_are_honoured(
