@@ -161,6 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.evaluation import summary as eval_summary
     from models.evaluation.data import file_sha256, score_matrix, tasks_of
     from models.training.job import TrainJob, run_training
+    from models.training.routing_out import missing_models
 
     path = Path(args.data)
     rows = list(read_jsonl(path))
@@ -169,11 +170,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     models = list(rows[0]["scores"])
     scores, costs = score_matrix(rows, models, str(path))
     settings = load_settings()
+    base = load_routing_config(args.config) if args.config else None
+    if base is not None and (missing := missing_models(base, models)):
+        raise UsageError(
+            f"--config {args.config}: {path} scores models it does not define: "
+            f"{', '.join(missing)} (configured: {', '.join(base.model_names)})"
+        )
 
     async def normalised() -> list[Any]:
         return [await conversation_of(row, settings) for row in rows]
 
-    job = TrainJob.from_args(args, models, data_path=path, data_sha256=file_sha256(path))
+    job = TrainJob.from_args(
+        args, models, data_path=path, data_sha256=file_sha256(path), base_config=base
+    )
     report = run_training(job, asyncio.run(normalised()), scores, costs, tasks_of(rows))
     eval_summary.print_training(report, args.out)
     return 0
