@@ -1,4 +1,5 @@
-"""The ``llm-router`` command: serve, route, eval, train (auto router) and train-intents.
+"""The ``llm-router`` command: serve, route, eval, train (auto router), calibrate and
+train-intents.
 
 This module only parses arguments and calls the code that does the work: the service
 (app.server.factory), offline replay (app.cli.replay), training (models.training.job,
@@ -16,35 +17,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from app.cli.common import UsageError, fail, load_settings
 from app.settings import Settings, load_env_file
 from models.core.errors import ConfigError, RouterError
 from models.core.routing_config import RoutingConfig, load_routing_config
 from strategies.registry import UnknownStrategyError, resolve
 
-
-class UsageError(Exception):
-    """A file named on the command line cannot be used (one line, exit status 2)."""
-
+__all__ = ["UsageError", "build_parser", "load_settings", "main"]
 
 STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError, UsageError)
-
-
-def _env_name(loc: tuple[Any, ...]) -> str:
-    return "ROUTER_" + "__".join(str(p).upper() for p in loc)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment plus CLI overrides; errors name the variable."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        lines = [f"  {_env_name(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
-
-
-def fail(message: str, code: int = 2) -> int:
-    print(f"llm-router: error: {message}", file=sys.stderr)
-    return code
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -229,6 +210,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from app.cli import args as cli_args
+    from app.cli.calibrate import add_calibrate_parser, cmd_calibrate
 
     parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_args.add_quality_eval_args(p)
     p.set_defaults(func=cmd_eval)
     cli_args.add_train_parser(sub).set_defaults(func=cmd_train)
+    add_calibrate_parser(sub).set_defaults(func=cmd_calibrate)
     cli_args.add_train_intents_parser(sub).set_defaults(func=cmd_train_intents)
     return parser
 
