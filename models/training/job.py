@@ -28,7 +28,14 @@ from models.training.candidates import (
 from models.training.fit_mlp import TrainConfig, targets
 from models.training.operating import FRACTIONS, MARGIN, MIN_SAVING, fraction_budgets
 from models.training.routing_out import write_routing_config
-from models.training.selection import GLOBAL, PER_1K, choose, keep_within_budgets, sig
+from models.training.selection import (
+    GLOBAL,
+    PER_1K,
+    choose,
+    keep_within_budgets,
+    refresh_decision,
+    sig,
+)
 
 if TYPE_CHECKING:
     from models.core.conversation import Conversation
@@ -197,28 +204,22 @@ def _calibrate(
 ) -> tuple[dict[str, Any], Any]:
     """The served blend: alpha (and each budget's), the prior and, when the router leans
     on it, the task-level prior refitted on every row; then every budget checked again
-    with that refitted prior (one that now overspends moves back within it)."""
+    with that refitted prior (one that now overspends moves back within it, and the
+    served budget is judged again on what will be served)."""
     decision, chosen = val.chosen["decision"], val.chosen
-    calibration: dict[str, Any] = {
-        "alpha": decision["alpha"],
-        "prior": [round(float(p), 6) for p in val.prior],
-        "prior_source": decision["prior"],
-    }
+    router = decision["mode"] == "router"
     budget_alpha = {
         b: e["pick"]["alpha"]
         for b, e in chosen["by_budget"].items()
-        if e.get("pick") and e.get("router") and decision["mode"] == "router"
+        if e.get("pick") and e.get("router") and router
     }
-    if budget_alpha:  # serving picks one with auto.budget_per_1k
-        calibration["budget_alpha"] = budget_alpha
     task_prior = None
     alphas = [decision["alpha"], *budget_alpha.values()]
     if decision["prior"] != GLOBAL and min(alphas) < 1.0:
         task_prior = fit_prior(
             decision["prior"], x, targets(scores, job.train), tasks, job.train.seed
         )
-        calibration["prior_model"] = task_prior.cfg.to_dict()
-    if val.has_costs and decision["mode"] == "router":
+    if val.has_costs and router:
         rows = val.rows
         prior_rows = val.prior if task_prior is None else prior_probabilities(task_prior, x[rows])
         keep_within_budgets(
@@ -229,7 +230,20 @@ def _calibrate(
             scores[rows],
             val.cost_rows[rows],
             val.model_costs,
+            job.models,
         )
+        refresh_decision(chosen, explicit=job.budgets is not None)
+    calibration: dict[str, Any] = {
+        "alpha": decision["alpha"],
+        "prior": [round(float(p), 6) for p in val.prior],
+        "prior_source": decision["prior"],
+    }
+    if decision["mode"] != "router":  # the refit check left no winner: a single model
+        return calibration, None
+    if budget_alpha:  # serving picks one with auto.budget_per_1k
+        calibration["budget_alpha"] = budget_alpha
+    if task_prior is not None:
+        calibration["prior_model"] = task_prior.cfg.to_dict()
     return calibration, task_prior
 
 

@@ -295,6 +295,38 @@ def _decision(
     return decision
 
 
+def _evidence(
+    entry: dict[str, Any],
+    point: tuple[float, float, float, np.ndarray] | None,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: Sequence[str],
+    level: float,
+    settings: Mapping[str, Any],
+) -> None:
+    """The router point's tests: superiority over the single-model baseline within the
+    budget, non-inferiority to and saving against the best single model."""
+    _against_single(entry, point, scores, costs, models, level, settings["point_confidence"])
+    best = best_single(scores, costs, NO_BUDGET)
+    if point is None or best is None:
+        return
+    rows = np.arange(len(scores))
+    ref = cost_reference(scores, costs, settings["margin"])
+    entry["vs_best"] = {
+        "model": models[best],
+        "cost_reference": models[ref],
+        **compare_with_best(
+            scores[rows, point[3]],
+            costs[rows, point[3]],
+            scores[:, best],
+            costs[:, ref],
+            margin=settings["margin"],
+            min_saving=settings["min_saving"],
+            confidence=settings["point_confidence"],
+        ),
+    }
+
+
 def _entry(
     own: dict[str, Any],
     shrunk: np.ndarray,
@@ -316,25 +348,8 @@ def _entry(
             "cost_per_1k": sig(float(costs[:, single].mean()) * PER_1K),
         }
     point = _best_point(shrunk, scores, costs, model_costs, level)
-    _against_single(entry, point, scores, costs, models, level, settings["point_confidence"])
+    _evidence(entry, point, scores, costs, models, level, settings)
     entry["uses_prompt"] = uses_prompt(own)
-    best = best_single(scores, costs, NO_BUDGET)
-    if point is not None and best is not None:
-        rows = np.arange(len(scores))
-        ref = cost_reference(scores, costs, settings["margin"])
-        entry["vs_best"] = {
-            "model": models[best],
-            "cost_reference": models[ref],
-            **compare_with_best(
-                scores[rows, point[3]],
-                costs[rows, point[3]],
-                scores[:, best],
-                costs[:, ref],
-                margin=settings["margin"],
-                min_saving=settings["min_saving"],
-                confidence=settings["point_confidence"],
-            ),
-        }
     return entry
 
 
@@ -430,6 +445,7 @@ def keep_within_budgets(
     scores: np.ndarray,
     costs: np.ndarray,
     model_costs: np.ndarray,
+    models: Sequence[str] | None = None,
 ) -> None:
     """Re-check each budget's operating point against the *refitted* prior.
 
@@ -440,7 +456,14 @@ def keep_within_budgets(
     same out-of-fold router predictions and the refitted prior's ``prior_rows``; a budget
     whose cost now exceeds it moves to the best cost_weight within it (never the other
     way: points within budget keep what validation chose). Each entry records the check
-    as ``refit_check``; updates ``by_budget`` in place."""
+    as ``refit_check``; with ``models``, a moved point's evidence (superiority,
+    non-inferiority, saving) is measured again for the point it moved to, so that
+    :func:`refresh_decision` judges what will be served. Updates ``by_budget`` in place."""
+    settings = {
+        "point_confidence": decision.get("confidence_per_point", decision["confidence_required"]),
+        "margin": decision.get("margin", MARGIN),
+        "min_saving": decision.get("min_saving", MIN_SAVING),
+    }
     for name, entry in by_budget.items():
         router = entry.get("router")
         if not router or name == "none":
@@ -462,4 +485,31 @@ def keep_within_budgets(
                     quality=round(best[0], 4),
                     cost_per_1k=sig(best[1] * PER_1K),
                 )
+                if models is not None:
+                    point = (*best, utility_choices(shrunk, model_costs, best[2]))
+                    _evidence(entry, point, scores, costs, models, level, settings)
         entry["refit_check"] = check
+
+
+def refresh_decision(chosen: dict[str, Any], explicit: bool) -> None:
+    """Judge the operating points again after :func:`keep_within_budgets` moved some, and
+    serve the budget the rule now picks (the router is dropped if none wins any more).
+    Updates ``chosen["decision"]`` in place, recording the budget it served before."""
+    decision, by_budget = chosen["decision"], chosen["by_budget"]
+    if decision["mode"] != "router":
+        return
+    mark_wins(by_budget)
+    served = served_budget(
+        by_budget, explicit, decision.get("margin", MARGIN), decision["confidence_required"]
+    )
+    if served == decision["primary_budget"]:
+        return
+    decision["served_before_refit_check"] = decision["primary_budget"]
+    if served is not None:
+        decision["primary_budget"] = served
+        decision["why"] = by_budget[served]["wins"] or ["protection off"]
+        return
+    last = list(by_budget.values())[-1]
+    decision.update(mode="single", prior=GLOBAL, alpha=0.0, primary_budget=list(by_budget)[-1])
+    decision["model"] = (last.get("single") or {}).get("model")
+    decision.pop("why", None)

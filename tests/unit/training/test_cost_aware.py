@@ -168,3 +168,33 @@ def test_a_cheaper_router_that_loses_more_than_the_margin_is_a_trade_off() -> No
     by_kind = (scores[kind_a, 0].sum() + scores[~kind_a, 1].sum()) / len(scores)
     assert served["router"]["quality"] == pytest.approx(by_kind, abs=1e-4)
     assert not served["vs_best"]["noninferior"]
+
+
+def _point(q: float, c: float, win: bool = True) -> dict[str, Any]:
+    return {
+        "router": {"cost_weight": 0.1, "quality": q, "cost_per_1k": c},
+        "single": {"model": "large", "quality": 0.88, "cost_per_1k": 5.0},
+        "beats_single": win,
+        "uses_prompt": True,
+        "vs_best": {"noninferior": False, "saves_cost": True},
+        "wins": ["superior"] if win else [],
+    }
+
+
+def test_the_served_point_is_judged_again_after_the_refit_check() -> None:
+    """Validation served 2 (within the margin of 3's quality, cheaper). The refit check
+    moved 2 to a cheaper, worse point: now 3 is served, and the record says what moved."""
+    from models.training.selection import refresh_decision
+
+    decision = {"mode": "router", "alpha": 0.1, "prior": "cluster-k4", "margin": 0.01,
+                "confidence_required": 0.9, "primary_budget": "2", "why": ["superior"]}  # fmt: skip
+    by_budget = {"1": _point(0.80, 0.9), "2": _point(0.84, 1.6), "3": _point(0.865, 2.6)}
+    chosen = {"decision": decision, "by_budget": by_budget}
+    refresh_decision(chosen, explicit=False)
+    assert decision["primary_budget"] == "3" and decision["served_before_refit_check"] == "2"
+    # no winner left after the check: the honest answer is the single model
+    for entry in by_budget.values():
+        entry["beats_single"] = False
+    refresh_decision(chosen, explicit=False)
+    assert decision["mode"] == "single" and decision["model"] == "large"
+    assert decision["alpha"] == 0.0 and decision["prior"] == "global"
