@@ -54,6 +54,11 @@ PER_1K = 1000.0
 GLOBAL = "global"
 
 
+def within(cost: float, budget: float) -> bool:
+    """``cost <= budget`` up to float noise (costs arrive as float32 from the data)."""
+    return bool(cost <= budget * (1.0 + 1e-9) + 1e-15)
+
+
 def round_up(value: float, digits: int = 3) -> float:
     """``value`` rounded up to ``digits`` significant digits (0.050123 -> 0.0502)."""
     if value <= 0 or not math.isfinite(value):
@@ -65,14 +70,14 @@ def round_up(value: float, digits: int = 3) -> float:
 
 def best_model(scores: np.ndarray, costs: np.ndarray) -> int:
     """The best single model: highest mean score, ties cheaper."""
-    q, c = scores.mean(axis=0), costs.mean(axis=0)
+    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
     return max(range(scores.shape[1]), key=lambda j: (q[j], -c[j]))
 
 
 def cost_reference(scores: np.ndarray, costs: np.ndarray, margin: float) -> int:
     """The cheapest single model whose mean score is within ``margin`` of the best one's
     (the best model itself when no cheaper one is that good)."""
-    q, c = scores.mean(axis=0), costs.mean(axis=0)
+    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
     top = float(q.max())
     near = [j for j in range(scores.shape[1]) if q[j] >= top - margin - 1e-12]
     return min(near, key=lambda j: (c[j], -q[j]))
@@ -89,9 +94,9 @@ def frontier_baseline(
     best of the single models within the budget and the random mixes of two models
     (share ``w`` of the rows to the cheaper one) whose expected cost is ``cost``; as
     (description, expected score per row). None when nothing is that cheap."""
-    q, c = scores.mean(axis=0), costs.mean(axis=0)
+    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
     options: list[tuple[float, str, np.ndarray]] = [
-        (float(q[j]), models[j], scores[:, j]) for j in range(len(models)) if c[j] <= budget + 1e-12
+        (float(q[j]), models[j], scores[:, j]) for j in range(len(models)) if within(c[j], budget)
     ]
     for a in range(len(models)):
         for b in range(len(models)):
@@ -117,7 +122,7 @@ def fraction_budgets(
     per prompt), and the record the artifact keeps of them. No budgets when that model
     costs nothing (nothing to scale by)."""
     best = best_model(scores, costs)
-    base = float(costs[:, best].mean()) * PER_1K
+    base = float(costs[:, best].mean(dtype=np.float64)) * PER_1K
     record: dict[str, Any] = {
         "basis": "fractions of the best single model's mean cost per 1k prompts",
         "model": models[best],

@@ -40,6 +40,7 @@ from models.training.operating import (
     mark_wins,
     served_budget,
     uses_prompt,
+    within,
 )
 
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -63,8 +64,8 @@ def shrink(probs: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:
 
 def best_single(scores: np.ndarray, costs: np.ndarray, budget: float) -> int | None:
     """Index of the best-quality model whose mean cost fits ``budget`` (ties: cheaper)."""
-    q, c = scores.mean(axis=0), costs.mean(axis=0)
-    ok = [j for j in range(scores.shape[1]) if c[j] <= budget + 1e-12]
+    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
+    ok = [j for j in range(scores.shape[1]) if within(c[j], budget)]
     return max(ok, key=lambda j: (q[j], -c[j])) if ok else None
 
 
@@ -94,7 +95,7 @@ def _best_on_curve(
     """The best-quality point within the budget (ties: cheaper)."""
     best: tuple[float, float, float] | None = None
     for q, c, lam in curve:
-        if c > budget + 1e-12:
+        if not within(c, budget):
             continue
         if best is None or q > best[0] + 1e-12 or (abs(q - best[0]) <= 1e-12 and c < best[1]):
             best = (q, c, lam)
@@ -384,6 +385,7 @@ def choose(
     ``prior_alpha`` the prior and alpha, ``all`` the router too."""
     if per_budget is not None and per_budget not in PER_BUDGET:
         raise ValueError(f"per_budget must be one of {PER_BUDGET}, not {per_budget!r}")
+    scores, costs = np.asarray(scores, np.float64), np.asarray(costs, np.float64)
     # with several operating points that can each win, each is tested at a Bonferroni
     # level so the family keeps ``confidence``; explicit budgets: only the last decides
     tested = 1 if explicit or not budgets else len(budgets)
@@ -476,7 +478,7 @@ def keep_within_budgets(
         lam = float(router["cost_weight"])
         q, c = outcome(utility_choices(shrunk, model_costs, lam), scores, costs)
         check: dict[str, Any] = {"quality": round(q, 4), "cost_per_1k": sig(c * PER_1K)}
-        if c > level + 1e-12:
+        if not within(c, level):
             best = _best_on_curve(_curve(shrunk, scores, costs, model_costs), level)
             if best is not None:
                 check["moved_cost_weight_from"] = lam

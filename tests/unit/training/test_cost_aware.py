@@ -198,3 +198,19 @@ def test_the_served_point_is_judged_again_after_the_refit_check() -> None:
     refresh_decision(chosen, explicit=False)
     assert decision["mode"] == "single" and decision["model"] == "large"
     assert decision["alpha"] == 0.0 and decision["prior"] == "global"
+
+
+def test_float32_costs_keep_the_best_model_inside_its_own_budget() -> None:
+    """Costs arrive as float32: their column mean can land a hair above the budget made
+    from them (5.000013e-05 vs 5e-05 here), which used to leave the best model out of the
+    1x budget and judged the router against a weaker baseline there."""
+    n = 400
+    costs = np.tile(np.array([CHEAP, LARGE], np.float32), (n, 1))
+    assert float(costs.mean(axis=0)[1]) > LARGE  # the float32 noise this is about
+    rng = np.random.default_rng(2)
+    scores = np.stack([rng.random(n) < 0.5, rng.random(n) < 0.95], axis=1).astype(np.float32)
+    budgets, _ = fraction_budgets(scores, costs, ["small", "large"])
+    assert budgets[-1] == 0.05
+    out = run({"scores": scores, "costs": costs, "probs": rng.random((n, 2))}, budgets,
+              explicit=False)  # fmt: skip
+    assert out["by_budget"]["0.05"]["single"]["model"] == "large"
