@@ -25,15 +25,15 @@ from models.training.candidates import (
     validation_predictions,
     validation_priors,
 )
+from models.training.evidence import MARGIN, MIN_SAVING
 from models.training.fit_mlp import TrainConfig, targets
-from models.training.operating import FRACTIONS, MARGIN, MIN_SAVING, fraction_budgets
+from models.training.operating import FRACTIONS, fraction_budgets, refresh_decision
 from models.training.routing_out import write_routing_config
 from models.training.selection import (
     GLOBAL,
     PER_1K,
     choose,
     keep_within_budgets,
-    refresh_decision,
     sig,
 )
 

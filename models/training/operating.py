@@ -8,8 +8,9 @@ digits so the 1 x budget always admits that model. They are recorded in the arti
 (``recommended.operating_points``); each budget's entry in ``recommended.by_budget`` is
 keyed by its $/1k value, as explicit budgets are, so ``auto.budget_per_1k`` serves either.
 
-The decision, fixed before any test data is seen. On the validation rows (out-of-fold),
-with the same 2,000 paired bootstrap resamples of the rows for both bounds:
+The decision, fixed before any test data is seen, on the evidence
+:mod:`models.training.evidence` measures on the validation rows (out-of-fold), with the
+same 2,000 paired bootstrap resamples of the rows for both bounds:
 
 * **non-inferior**: the one-sided lower ``confidence`` bound (default 0.9) of the mean
   paired difference ``router score - best single model's score`` is at least ``-margin``
@@ -46,17 +47,10 @@ from typing import Any
 
 import numpy as np
 
+from models.training.evidence import MARGIN, PER_1K, best_model
+
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-MARGIN = 0.01
-MIN_SAVING = 0.05
-RESAMPLES = 2000
-PER_1K = 1000.0
 GLOBAL = "global"
-
-
-def within(cost: float, budget: float) -> bool:
-    """``cost <= budget`` up to float noise (costs arrive as float32 from the data)."""
-    return bool(cost <= budget * (1.0 + 1e-9) + 1e-15)
 
 
 def round_up(value: float, digits: int = 3) -> float:
@@ -66,50 +60,6 @@ def round_up(value: float, digits: int = 3) -> float:
     exponent = math.floor(math.log10(value)) - (digits - 1)
     mantissa = math.ceil(value / 10.0**exponent - 1e-9)
     return float(f"{mantissa}e{exponent}")
-
-
-def best_model(scores: np.ndarray, costs: np.ndarray) -> int:
-    """The best single model: highest mean score, ties cheaper."""
-    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
-    return max(range(scores.shape[1]), key=lambda j: (q[j], -c[j]))
-
-
-def cost_reference(scores: np.ndarray, costs: np.ndarray, margin: float) -> int:
-    """The cheapest single model whose mean score is within ``margin`` of the best one's
-    (the best model itself when no cheaper one is that good)."""
-    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
-    top = float(q.max())
-    near = [j for j in range(scores.shape[1]) if q[j] >= top - margin - 1e-12]
-    return min(near, key=lambda j: (c[j], -q[j]))
-
-
-def frontier_baseline(
-    scores: np.ndarray,
-    costs: np.ndarray,
-    models: Sequence[str],
-    budget: float,
-    cost: float,
-) -> tuple[str, np.ndarray] | None:
-    """What a router point costing ``cost`` (per prompt, within ``budget``) must beat: the
-    best of the single models within the budget and the random mixes of two models
-    (share ``w`` of the rows to the cheaper one) whose expected cost is ``cost``; as
-    (description, expected score per row). None when nothing is that cheap."""
-    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
-    options: list[tuple[float, str, np.ndarray]] = [
-        (float(q[j]), models[j], scores[:, j]) for j in range(len(models)) if within(c[j], budget)
-    ]
-    for a in range(len(models)):
-        for b in range(len(models)):
-            if not c[a] <= cost < c[b]:
-                continue
-            w = float((c[b] - cost) / (c[b] - c[a]))
-            rows = w * scores[:, a] + (1.0 - w) * scores[:, b]
-            name = f"mix {w:.2f} {models[a]} + {1 - w:.2f} {models[b]}"
-            options.append((float(rows.mean()), name, rows))
-    if not options:
-        return None
-    _, name, rows = max(options, key=lambda o: o[0])
-    return name, rows
 
 
 def fraction_budgets(
@@ -138,59 +88,6 @@ def fraction_budgets(
             budgets.append(budget)
             record["fractions"][f"{budget:g}"] = float(fraction)
     return budgets, record
-
-
-def _resample_means(values: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """[n, columns] means of ``values`` [rows, columns] over bootstrap resamples of the
-    rows, in chunks so the index matrix stays small."""
-    rng = np.random.default_rng(seed)
-    rows = len(values)
-    chunk = max(1, 2_000_000 // max(rows, 1))
-    out = []
-    for start in range(0, n, chunk):
-        idx = rng.integers(0, rows, size=(min(chunk, n - start), rows))
-        out.append(values[idx].mean(axis=1))
-    return np.concatenate(out)
-
-
-def compare_with_best(
-    router_scores: np.ndarray,
-    router_costs: np.ndarray,
-    best_scores: np.ndarray,
-    reference_costs: np.ndarray,
-    *,
-    margin: float = MARGIN,
-    min_saving: float = MIN_SAVING,
-    confidence: float = 0.9,
-    n: int = RESAMPLES,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """A router point's non-inferiority in quality to the best single model and its cost
-    saving against the cost reference (:func:`cost_reference`), per validation row
-    (paired bootstrap: the same resamples for both, one-sided ``confidence`` bounds)."""
-    diff = np.asarray(router_scores, np.float64) - np.asarray(best_scores, np.float64)
-    pair = np.stack(
-        [diff, np.asarray(router_costs, np.float64), np.asarray(reference_costs, np.float64)], 1
-    )
-    means = _resample_means(pair, n, seed)
-    tail = 1.0 - min(max(confidence, 0.0), 1.0)
-    single_mean = float(pair[:, 2].mean())
-    if single_mean > 0:
-        saving = 1.0 - float(pair[:, 1].mean()) / single_mean
-        with np.errstate(divide="ignore", invalid="ignore"):
-            savings = 1.0 - means[:, 1] / means[:, 2]
-        saving_lcb = float(np.quantile(np.nan_to_num(savings, nan=0.0), tail))
-    else:
-        saving = saving_lcb = 0.0
-    diff_lcb = float(np.quantile(means[:, 0], tail))
-    return {
-        "quality_diff": round(float(diff.mean()), 4),
-        "quality_diff_lcb": round(diff_lcb, 4),
-        "cost_saving": round(saving, 4),
-        "cost_saving_lcb": round(saving_lcb, 4),
-        "noninferior": bool(diff_lcb >= -margin - 1e-12),
-        "saves_cost": bool(saving_lcb >= min_saving - 1e-12),
-    }
 
 
 def uses_prompt(pick: Mapping[str, Any]) -> bool:
@@ -233,3 +130,27 @@ def served_budget(
     top = max(float(by_budget[k]["router"]["quality"]) for k in winners)
     near = [k for k in winners if float(by_budget[k]["router"]["quality"]) >= top - margin]
     return min(near, key=lambda k: (by_budget[k]["router"]["cost_per_1k"], keys.index(k)))
+
+
+def refresh_decision(chosen: dict[str, Any], explicit: bool) -> None:
+    """Judge the operating points again after :func:`keep_within_budgets` moved some, and
+    serve the budget the rule now picks (the router is dropped if none wins any more).
+    Updates ``chosen["decision"]`` in place, recording the budget it served before."""
+    decision, by_budget = chosen["decision"], chosen["by_budget"]
+    if decision["mode"] != "router":
+        return
+    mark_wins(by_budget)
+    served = served_budget(
+        by_budget, explicit, decision.get("margin", MARGIN), decision["confidence_required"]
+    )
+    if served == decision["primary_budget"]:
+        return
+    decision["served_before_refit_check"] = decision["primary_budget"]
+    if served is not None:
+        decision["primary_budget"] = served
+        decision["why"] = by_budget[served]["wins"] or ["protection off"]
+        return
+    last = list(by_budget.values())[-1]
+    decision.update(mode="single", prior=GLOBAL, alpha=0.0, primary_budget=list(by_budget)[-1])
+    decision["model"] = (last.get("single") or {}).get("model")
+    decision.pop("why", None)

@@ -31,51 +31,28 @@ from typing import Any
 import numpy as np
 
 from models.evaluation.metrics import cost_weight_grid, outcome, utility_choices
-from models.training.operating import (
+from models.training.evidence import (
     MARGIN,
     MIN_SAVING,
-    compare_with_best,
-    cost_reference,
-    frontier_baseline,
-    mark_wins,
-    served_budget,
-    uses_prompt,
+    NO_BUDGET,
+    PER_1K,
+    best_single,
+    evidence,
+    sig,
     within,
 )
+from models.training.operating import mark_wins, served_budget, uses_prompt
 
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 SELECT_GRID = 601  # cost weights tried per budget (finer than eval's sweep: budgets land
 # between the coarse grid's points once a task-level prior makes the choices step-like)
-PER_1K = 1000.0
-NO_BUDGET = float("inf")
 GLOBAL = "global"
-
-
-def sig(value: float, digits: int = 6) -> float:
-    """``value`` to ``digits`` significant digits (costs span many orders of magnitude)."""
-    return float(f"{value:.{digits}g}")
 
 
 def shrink(probs: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:
     """``alpha * probs + (1 - alpha) * prior``; ``prior`` is one row per model or per row."""
     prior_rows = prior if prior.ndim == 2 else prior[None, :]
     return alpha * probs + (1.0 - alpha) * prior_rows  # type: ignore[no-any-return]
-
-
-def best_single(scores: np.ndarray, costs: np.ndarray, budget: float) -> int | None:
-    """Index of the best-quality model whose mean cost fits ``budget`` (ties: cheaper)."""
-    q, c = scores.mean(axis=0, dtype=np.float64), costs.mean(axis=0, dtype=np.float64)
-    ok = [j for j in range(scores.shape[1]) if within(c[j], budget)]
-    return max(ok, key=lambda j: (q[j], -c[j])) if ok else None
-
-
-def gain_confidence(gain: np.ndarray, n: int = 2000, seed: int = 0) -> float:
-    """Share of bootstrap resamples of the rows whose mean paired gain is > 0."""
-    if len(gain) == 0:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    means = gain[rng.integers(0, len(gain), size=(n, len(gain)))].mean(axis=1)
-    return float((means > 0).mean())
 
 
 def _curve(
@@ -233,39 +210,6 @@ def _pick_for_all(
     return pick
 
 
-def _against_single(
-    entry: dict[str, Any],
-    point: tuple[float, float, float, np.ndarray] | None,
-    scores: np.ndarray,
-    costs: np.ndarray,
-    models: Sequence[str],
-    level: float,
-    confidence: float,
-) -> None:
-    """Record the router's operating point and whether it beats the best single model the
-    budget allows and every random mix of single models costing no more than it (paired
-    bootstrap on the validation rows; :func:`models.training.operating.frontier_baseline`)."""
-    if point is None:
-        return
-    q, c, lam, choices = point
-    entry["router"] = {
-        "cost_weight": lam,
-        "quality": round(q, 4),
-        "cost_per_1k": sig(c * PER_1K),
-    }
-    baseline = frontier_baseline(scores, costs, models, level, c)
-    if baseline is None:
-        entry["beats_single"], entry["gain_confidence"] = True, 1.0
-        return
-    name, base_rows = baseline
-    gain = scores[np.arange(len(scores)), choices] - base_rows
-    conf = gain_confidence(gain)
-    entry["baseline"] = {"name": name, "quality": round(float(base_rows.mean()), 4)}
-    entry["gain"] = round(float(gain.mean()), 4)
-    entry["gain_confidence"] = round(conf, 4)
-    entry["beats_single"] = bool(gain.mean() > 0 and conf >= confidence)
-
-
 def _decision(
     pick: dict[str, Any],
     by_budget: dict[str, Any],
@@ -296,38 +240,6 @@ def _decision(
     return decision
 
 
-def _evidence(
-    entry: dict[str, Any],
-    point: tuple[float, float, float, np.ndarray] | None,
-    scores: np.ndarray,
-    costs: np.ndarray,
-    models: Sequence[str],
-    level: float,
-    settings: Mapping[str, Any],
-) -> None:
-    """The router point's tests: superiority over the single-model baseline within the
-    budget, non-inferiority to and saving against the best single model."""
-    _against_single(entry, point, scores, costs, models, level, settings["point_confidence"])
-    best = best_single(scores, costs, NO_BUDGET)
-    if point is None or best is None:
-        return
-    rows = np.arange(len(scores))
-    ref = cost_reference(scores, costs, settings["margin"])
-    entry["vs_best"] = {
-        "model": models[best],
-        "cost_reference": models[ref],
-        **compare_with_best(
-            scores[rows, point[3]],
-            costs[rows, point[3]],
-            scores[:, best],
-            costs[:, ref],
-            margin=settings["margin"],
-            min_saving=settings["min_saving"],
-            confidence=settings["point_confidence"],
-        ),
-    }
-
-
 def _entry(
     own: dict[str, Any],
     shrunk: np.ndarray,
@@ -349,7 +261,7 @@ def _entry(
             "cost_per_1k": sig(float(costs[:, single].mean()) * PER_1K),
         }
     point = _best_point(shrunk, scores, costs, model_costs, level)
-    _evidence(entry, point, scores, costs, models, level, settings)
+    evidence(entry, point, scores, costs, models, level, settings)
     entry["uses_prompt"] = uses_prompt(own)
     return entry
 
@@ -489,29 +401,5 @@ def keep_within_budgets(
                 )
                 if models is not None:
                     point = (*best, utility_choices(shrunk, model_costs, best[2]))
-                    _evidence(entry, point, scores, costs, models, level, settings)
+                    evidence(entry, point, scores, costs, models, level, settings)
         entry["refit_check"] = check
-
-
-def refresh_decision(chosen: dict[str, Any], explicit: bool) -> None:
-    """Judge the operating points again after :func:`keep_within_budgets` moved some, and
-    serve the budget the rule now picks (the router is dropped if none wins any more).
-    Updates ``chosen["decision"]`` in place, recording the budget it served before."""
-    decision, by_budget = chosen["decision"], chosen["by_budget"]
-    if decision["mode"] != "router":
-        return
-    mark_wins(by_budget)
-    served = served_budget(
-        by_budget, explicit, decision.get("margin", MARGIN), decision["confidence_required"]
-    )
-    if served == decision["primary_budget"]:
-        return
-    decision["served_before_refit_check"] = decision["primary_budget"]
-    if served is not None:
-        decision["primary_budget"] = served
-        decision["why"] = by_budget[served]["wins"] or ["protection off"]
-        return
-    last = list(by_budget.values())[-1]
-    decision.update(mode="single", prior=GLOBAL, alpha=0.0, primary_budget=list(by_budget)[-1])
-    decision["model"] = (last.get("single") or {}).get("model")
-    decision.pop("why", None)

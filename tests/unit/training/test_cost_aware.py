@@ -184,7 +184,7 @@ def _point(q: float, c: float, win: bool = True) -> dict[str, Any]:
 def test_the_served_point_is_judged_again_after_the_refit_check() -> None:
     """Validation served 2 (within the margin of 3's quality, cheaper). The refit check
     moved 2 to a cheaper, worse point: now 3 is served, and the record says what moved."""
-    from models.training.selection import refresh_decision
+    from models.training.operating import refresh_decision
 
     decision = {"mode": "router", "alpha": 0.1, "prior": "cluster-k4", "margin": 0.01,
                 "confidence_required": 0.9, "primary_budget": "2", "why": ["superior"]}  # fmt: skip
