@@ -4,6 +4,7 @@ the written config serving what was calibrated, and the command's errors."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +203,6 @@ def test_bad_targets_are_usage_errors(
     out = tmp_path / "new.yaml"
     code = run_cli(str(prompts), "--config", str(router), "--out", str(out), *argv)
     assert code == 2
-    import re
-
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()
 
@@ -234,3 +233,32 @@ def test_a_single_model_artifact_has_nothing_to_calibrate(
                    "--out", str(tmp_path / "new.yaml"))  # fmt: skip
     assert code == 2
     assert "always routes to large" in capsys.readouterr().err
+
+
+def test_a_budget_config_is_calibrated_as_the_written_config_serves(
+    router: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The input serves a recorded budget whose alpha (0.2) differs from the artifact's
+    default (1). The written config drops the budget, so serving uses alpha 1: calibrate
+    must score with alpha 1 too, or the served share would not be the calibrated one."""
+    manifest = json.loads((router.parent / "manifest.json").read_text())
+    manifest["recommended"]["by_budget"] = {
+        "0.5": {"router": {"cost_weight": 0.3, "quality": 0.9, "cost_per_1k": 0.5}}
+    }
+    manifest["calibration"]["budget_alpha"] = {"0.5": 0.2}
+    (router.parent / "manifest.json").write_text(json.dumps(manifest))
+    config = router.parent / "budget.yaml"
+    config.write_text(
+        "models:\n  - {name: small, cost: 0.1}\n  - {name: large, cost: 1.0}\n"
+        "auto:\n  artifact: .\n  policy: utility\n  budget_per_1k: 0.5\n"
+    )
+    rows = rows_of(difficulties(300, 11), 12, labelled=False)
+    prompts = write_jsonl(tmp_path / "p.jsonl", rows)
+    new = tmp_path / "new.yaml"
+    assert run_cli(str(prompts), "--config", str(config), "--strong-model", "large",
+                   "--strong-share", "0.4", "--out", str(new)) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    printed = float(re.search(r"large\s+share ([\d.]+)%", out).group(1)) / 100  # type: ignore[union-attr]
+    assert "budget_per_1k" not in yaml.safe_load(new.read_text())["auto"]
+    assert served_share(new, rows, "large") == pytest.approx(printed, abs=1e-9)
+    assert printed == pytest.approx(0.4, abs=0.05)
