@@ -89,7 +89,12 @@ class MiniLMEncoder:
     def _truncate(self, text: str) -> str:
         tokenizer = self._encoder._model.tokenizer
         text = text[-self.max_tokens * MAX_CHARS_PER_TOKEN :]  # never tokenize a whole book
-        ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        # the whole (character-capped) text is tokenized on purpose, to find its token
+        # tail; verbose=False silences only the "longer than the maximum sequence length"
+        # warning for this call, as the text that reaches the model is cut to max_tokens
+        ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         if len(ids) <= self.max_tokens:
             return text
         tail = ids[-self.max_tokens :]
