@@ -8,11 +8,19 @@ from typing import Any
 
 from models.encoders.cache import DEFAULT_CACHE_DIR
 
-DEFAULT_BUDGETS = "0.35,0.5,1,2"
+DEFAULT_BUDGETS = "0.35,0.5,1,2"  # RouterBench's $/1k scale (eval's default without an artifact)
+DEFAULT_FRACTIONS = "0.25,0.5,0.75,1"
 
 
 def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
+
+
+def fractions(text: str) -> list[float]:
+    values = floats(text)
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"fractions in (0, 1] expected, got {text!r}")
+    return values
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -51,11 +59,34 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--soft-labels", action="store_true", help="scores as soft BCE targets")
     p.add_argument("--label-threshold", type=float, default=0.5)
-    p.add_argument(
+    points = p.add_mutually_exclusive_group()
+    points.add_argument(
         "--budgets",
         type=floats,
-        default=floats(DEFAULT_BUDGETS),
-        help="cost-per-1k budgets for which to pick cost_weight on validation",
+        default=None,
+        help="explicit $/1k budgets to pick cost_weight for on validation; the last one "
+        "decides router vs single model and is served (default: --cost-fractions)",
+    )
+    points.add_argument(
+        "--cost-fractions",
+        type=fractions,
+        default=None,
+        help="operating points as fractions of the best single model's mean cost in the "
+        f"data (default {DEFAULT_FRACTIONS})",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.01,
+        help="non-inferiority margin: a router whose quality is, with --confidence, at "
+        "most this much below the best single model's (0..1 scores) and that saves cost wins",
+    )
+    p.add_argument(
+        "--min-saving",
+        type=float,
+        default=0.05,
+        help="relative cost saving over the best single model such a router must reach, "
+        "with --confidence",
     )
     p.add_argument(
         "--cache-dir",
@@ -65,7 +96,13 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--write-config",
         action="store_true",
-        help="also write routing.yaml (models, mean costs per 1k) in --out",
+        help="also write routing.yaml (models, mean costs per 1k, served operating point) in --out",
+    )
+    p.add_argument(
+        "--config",
+        help="the routing config the data was collected with: each model's upstream "
+        "(base_url, api_key_env, upstream_model, headers, timeout_s), vision and prices "
+        "are copied into the written routing.yaml",
     )
     p.add_argument(
         "--vision-models",
@@ -89,8 +126,9 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
         "--confidence",
         type=float,
         default=0.9,
-        help="bootstrap P(gain > 0) over the best single model the router must reach on "
-        "validation, else the artifact always picks that model (0: off, raw router)",
+        help="bootstrap confidence the router needs on validation: P(gain > 0) over the "
+        "best single model the budget allows, or the one-sided bound of --margin and "
+        "--min-saving; else the artifact always picks that model (0: off, raw router)",
     )
     p.add_argument(
         "--prior",
@@ -122,8 +160,9 @@ def add_quality_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budgets",
         type=floats,
-        default=floats(DEFAULT_BUDGETS),
-        help="cost-per-1k budgets for best-under-budget points (quality data)",
+        default=None,
+        help="cost-per-1k budgets for best-under-budget points (quality data; default: "
+        f"the artifact's recorded operating points, else {DEFAULT_BUDGETS})",
     )
     p.add_argument("--plot", help="PNG plot path (default: --out with .png)")
 

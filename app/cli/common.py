@@ -1,14 +1,19 @@
-"""What every subcommand shares: settings from the environment plus command-line
-overrides, with errors that name the variable."""
+"""What every ``llm-router`` command shares: settings with errors that name the variable,
+the one-line usage error, and how a command fails."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pydantic import ValidationError
 
 from app.settings import Settings
 from models.core.errors import ConfigError
+
+
+class UsageError(Exception):
+    """A file named on the command line cannot be used (one line, exit status 2)."""
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -22,3 +27,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = [f"  {_env_name(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"llm-router: error: {message}", file=sys.stderr)
+    return code

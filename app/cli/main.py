@@ -1,5 +1,5 @@
-"""The ``llm-router`` command: serve, route, eval, train (auto router), train-intents,
-export-onnx, and the data commands collect and label (app/cli/learning.py).
+"""The ``llm-router`` command: serve, route, eval, train (auto router), calibrate,
+train-intents, export-onnx, and the data commands collect and label (app/cli/learning.py).
 
 This module only parses arguments and calls the code that does the work: the service
 (app.server.factory), offline replay (app.cli.replay), training (models.training.job,
@@ -17,24 +17,16 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from app.cli.common import load_settings
+from app.cli.common import UsageError, fail, load_settings
 from app.proxy.accounting import resolve_baseline
 from app.settings import Settings, load_env_file
 from models.core.errors import ConfigError, RouterError
 from models.core.routing_config import RoutingConfig, load_routing_config
 from strategies.registry import UnknownStrategyError, resolve
 
-
-class UsageError(Exception):
-    """A file named on the command line cannot be used (one line, exit status 2)."""
-
+__all__ = ["UsageError", "build_parser", "load_settings", "main"]
 
 STARTUP_ERRORS = (ConfigError, UnknownStrategyError, ValidationError, ValueError, UsageError)
-
-
-def fail(message: str, code: int = 2) -> int:
-    print(f"llm-router: error: {message}", file=sys.stderr)
-    return code
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -152,6 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.evaluation import summary as eval_summary
     from models.evaluation.data import file_sha256, score_matrix, tasks_of
     from models.training.job import TrainJob, run_training
+    from models.training.routing_out import missing_models
 
     path = Path(args.data)
     rows = list(read_jsonl(path))
@@ -160,11 +153,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     models = list(rows[0]["scores"])
     scores, costs = score_matrix(rows, models, str(path))
     settings = load_settings()
+    base = load_routing_config(args.config) if args.config else None
+    if base is not None and (missing := missing_models(base, models)):
+        raise UsageError(
+            f"--config {args.config}: {path} scores models it does not define: "
+            f"{', '.join(missing)} (configured: {', '.join(base.model_names)})"
+        )
 
     async def normalised() -> list[Any]:
         return [await conversation_of(row, settings) for row in rows]
 
-    job = TrainJob.from_args(args, models, data_path=path, data_sha256=file_sha256(path))
+    job = TrainJob.from_args(
+        args, models, data_path=path, data_sha256=file_sha256(path), base_config=base
+    )
     report = run_training(job, asyncio.run(normalised()), scores, costs, tasks_of(rows))
     eval_summary.print_training(report, args.out)
     return 0
@@ -232,6 +233,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from app.cli import args as cli_args
     from app.cli import learning
+    from app.cli.calibrate import add_calibrate_parser, cmd_calibrate
 
     parser = argparse.ArgumentParser(prog="llm-router", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_args.add_quality_eval_args(p)
     p.set_defaults(func=cmd_eval)
     cli_args.add_train_parser(sub).set_defaults(func=cmd_train)
+    add_calibrate_parser(sub).set_defaults(func=cmd_calibrate)
     cli_args.add_train_intents_parser(sub).set_defaults(func=cmd_train_intents)
     learning.add_collect_parser(sub)
     learning.add_label_parser(sub)

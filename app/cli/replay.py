@@ -168,6 +168,15 @@ async def evaluate_intents(
     return report
 
 
+def _default_budgets(manifest: Manifest | None) -> list[float]:
+    """The $/1k budgets the artifact recorded operating points for, else RouterBench's."""
+    from app.cli.args import DEFAULT_BUDGETS, floats
+    from models.routers.artifact import budget_names
+
+    recorded = budget_names(manifest) if manifest is not None else []
+    return [float(b) for b in recorded] or floats(DEFAULT_BUDGETS)
+
+
 def _probabilities(decisions: list[RoutingDecision], models: list[str]) -> np.ndarray | None:
     """Per-model probabilities from decision scores (NaN = not a candidate), or None when
     the scores are not keyed by model (e.g. intent scores)."""
@@ -185,10 +194,11 @@ async def evaluate_quality(
     rows: list[dict[str, Any]],
     settings: Settings,
     config: RoutingConfig,
-    budgets: Sequence[float],
+    budgets: Sequence[float] | None,
     path: str,
 ) -> dict[str, Any]:
-    """Route every row, then score the choices against the rows' per-model scores."""
+    """Route every row, then score the choices against the rows' per-model scores.
+    ``budgets`` None: the artifact's recorded operating points (else RouterBench's)."""
     models = [m for m in config.model_names if m in rows[0].get("scores", {})]
     if not models:
         raise ValueError(f"{path}: no configured model has scores in the data")
@@ -198,6 +208,8 @@ async def evaluate_quality(
         costs = np.tile(model_costs, (len(rows), 1)).astype(np.float32)
     decisions, latencies, manifest, cost_weight = await replay(rows, settings, config)
     recommended = manifest.recommended if manifest is not None else {}
+    if budgets is None:
+        budgets = _default_budgets(manifest)
     unknown = sorted({d.model for d in decisions} - set(models))
     if unknown:
         raise ValueError(f"{path}: the router chose {unknown}, which have no scores in the data")

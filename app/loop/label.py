@@ -129,7 +129,9 @@ async def run_label(
         }
     dropped, written = Dropped(), 0
     with AppendLog(job.out) as log:
-        for pid, answers in pending.items():
+        # by prompt id: the same answers give the same training file (and so the same
+        # cross-validation folds in train), however collect's concurrent calls finished
+        for pid, answers in sorted(pending.items()):
             graded = {m: scores.get((pid, m)) for m in models}
             row, reason = training_row(answers, models, graded, config, with_costs)
             if row is None:

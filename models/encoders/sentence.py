@@ -205,7 +205,12 @@ class SentenceEncoder:
         return cut_start(
             text,
             max_tokens or self.max_seq_length - 2,
-            lambda t: tokenizer(t, add_special_tokens=False, truncation=False)["input_ids"],
+            # the whole (capped) text is tokenized on purpose, to find its token tail;
+            # verbose=False silences only the "longer than the maximum sequence length"
+            # warning for this call, as the text that reaches the model is cut
+            lambda t: tokenizer(t, add_special_tokens=False, truncation=False, verbose=False)[
+                "input_ids"
+            ],
             tokenizer.convert_ids_to_tokens,
             tokenizer.decode,
         )

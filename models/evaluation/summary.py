@@ -89,25 +89,95 @@ def print_intents(report: dict[str, Any]) -> None:
         )
 
 
+def _budget_label(budget: str, entry: dict[str, Any]) -> str:
+    if budget == "none":
+        return "no budget"
+    fraction = entry.get("fraction")
+    return f"budget {budget}/1k" + (f" ({fraction:g}x)" if fraction is not None else "")
+
+
+def _evidence(entry: dict[str, Any]) -> str:
+    """The tests behind a point's verdict: gain over the single-model baseline, and
+    non-inferiority and saving against the best single model (one-sided bounds)."""
+    parts = []
+    if "gain_confidence" in entry and entry.get("baseline"):
+        parts.append(f"P(gain>0) {entry['gain_confidence']:.2f} over {entry['baseline']['name']}")
+    vs = entry.get("vs_best")
+    if vs:
+        parts.append(
+            f"vs {vs['model']} {vs['quality_diff']:+.3f} (bound {vs['quality_diff_lcb']:+.3f}),"
+            f" saving {vs['cost_saving']:.0%} (bound {vs['cost_saving_lcb']:.0%})"
+        )
+    return "; ".join(parts)
+
+
+def _budget_line(budget: str, entry: dict[str, Any], decision: dict[str, Any]) -> str:
+    """One operating point: what the router reaches within it (marked as not served when
+    the artifact is a single model), the best single model it allows, the evidence."""
+    router, single = entry.get("router"), entry.get("single")
+    serving = decision["mode"] == "router"
+    line = f"  {_budget_label(budget, entry)}: "
+    if router:
+        alpha = f", alpha {entry['pick']['alpha']:g}" if entry.get("pick") and serving else ""
+        who = "router" if serving else "router (not served)"
+        line += f"{who} {router['quality']:.3f} at {router['cost_per_1k']:.4g}/1k{alpha}"
+    else:
+        line += "no router point within it"
+    if single:
+        line += f"; best single {single['model']} {single['quality']:.3f} at "
+        line += f"{single['cost_per_1k']:.4g}/1k"
+    else:
+        line += "; no single model within it"
+    evidence = _evidence(entry) if router else ""
+    if evidence:
+        line += f"; {evidence}"
+    if entry.get("wins"):
+        line += f" [wins: {', '.join(entry['wins'])}]"
+    if serving and budget == decision.get("primary_budget"):
+        line += "  <- served"
+    return line
+
+
+WHY = {
+    "superior": "beats every single model and random mix of them at its cost",
+    "noninferior_cheaper": "as good as the best single model (within the margin) at a lower cost",
+    "protection off": "--confidence 0: the raw router",
+}
+
+
 def print_training(report: dict[str, Any], out: str) -> None:
+    """What ``llm-router train`` decided and why, one line per operating point."""
     rec = report["recommended"]
     decision = rec["decision"]
+    serving = decision["mode"] == "router"
     what = (
         f"router {decision['router']} (alpha {decision['alpha']}, prior "
         f"{decision.get('prior', 'global')})"
-        if decision["mode"] == "router"
-        else f"single model {decision['model']} (router {decision['router']} did not beat it)"
+        if serving
+        else f"single model {decision['model']}"
     )
     print(f"artifact written to {out}: {what}; validation {rec['validation']}")
+    points = rec.get("operating_points") or {}
+    if points.get("fractions"):
+        print(
+            f"  operating points: fractions of {points['model']}'s mean cost "
+            f"({points['cost_per_1k']:.4g}/1k)"
+        )
     for budget, entry in rec["by_budget"].items():
-        r, s = entry["router"], entry["single"]
-        line = f"  budget {budget}/1k:"
-        if entry.get("pick") and decision["mode"] == "router":
-            line += f" alpha {entry['pick']['alpha']:g},"
-        if r:
-            line += f" router {r['quality']:.3f} at {r['cost_per_1k']:.3f}/1k"
-        if s:
-            line += f"; best single {s['model']} {s['quality']:.3f} at {s['cost_per_1k']:.3f}/1k"
-        if "gain_confidence" in entry:
-            line += f"; P(gain>0) {entry['gain_confidence']:.2f}"
-        print(line)
+        print(_budget_line(budget, entry, decision))
+    served = rec["by_budget"].get(decision.get("primary_budget") or "", {})
+    if serving and served.get("router"):
+        why = "; ".join(WHY.get(w, w) for w in decision.get("why", []))
+        r = served["router"]
+        print(
+            f"  serves {_budget_label(decision['primary_budget'], served)}: "
+            f"{r['quality']:.3f} at {r['cost_per_1k']:.4g}/1k on validation ({why})"
+        )
+    elif not serving:
+        margin = decision.get("margin")
+        rule = f" within {margin:g}" if margin is not None else ""
+        print(
+            f"  serves always {decision['model']}: no operating point beat the single "
+            f"models or matched the best one's quality{rule} at a lower cost "
+            f"(confidence {decision['confidence_required']:g})"
+        )

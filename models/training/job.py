@@ -25,11 +25,23 @@ from models.training.candidates import (
     validation_predictions,
     validation_priors,
 )
+from models.training.evidence import MARGIN, MIN_SAVING
 from models.training.fit_mlp import TrainConfig, targets
-from models.training.selection import GLOBAL, PER_1K, choose, keep_within_budgets
+from models.training.operating import FRACTIONS, fraction_budgets, refresh_decision
+from models.training.routing_out import write_routing_config
+from models.training.selection import (
+    GLOBAL,
+    PER_1K,
+    choose,
+    keep_within_budgets,
+    sig,
+)
 
 if TYPE_CHECKING:
     from models.core.conversation import Conversation
+    from models.core.routing_config import RoutingConfig
+
+__all__ = ["TrainJob", "run_training", "train_route_by_task", "write_routing_config"]
 
 REPORT = "report.json"
 ROUTING = "routing.yaml"
@@ -46,7 +58,11 @@ class TrainJob:
     device: str = "cpu"
     max_tokens: int | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
-    budgets: Sequence[float] = (0.35, 2.0)
+    budgets: Sequence[float] | None = None  # $/1k; None: fractions of the best model's cost
+    fractions: Sequence[float] = FRACTIONS
+    margin: float = MARGIN  # non-inferiority margin (quality, 0..1) against the best model
+    min_saving: float = MIN_SAVING  # relative cost saving a non-inferior router must make
+    base_config: RoutingConfig | None = None  # upstreams etc. copied into routing.yaml
     cache_dir: str | None = None
     write_config: bool = False
     vision_models: Sequence[str] = ()
@@ -60,7 +76,13 @@ class TrainJob:
 
     @classmethod
     def from_args(
-        cls, args: argparse.Namespace, models: list[str], *, data_path: Path, data_sha256: str
+        cls,
+        args: argparse.Namespace,
+        models: list[str],
+        *,
+        data_path: Path,
+        data_sha256: str,
+        base_config: RoutingConfig | None = None,
     ) -> TrainJob:
         cfg = TrainConfig(
             hidden=tuple(args.hidden),
@@ -86,6 +108,10 @@ class TrainJob:
             max_tokens=args.max_tokens,
             train=cfg,
             budgets=args.budgets,
+            fractions=args.cost_fractions or FRACTIONS,
+            margin=args.margin,
+            min_saving=args.min_saving,
+            base_config=base_config,
             cache_dir=args.cache_dir or None,
             write_config=args.write_config,
             vision_models=args.vision_models,
@@ -111,6 +137,7 @@ class _Validated:
     model_costs: np.ndarray  # mean cost per 1k prompts
     cost_rows: np.ndarray
     has_costs: bool
+    budgets: list[float]  # the $/1k operating points validation chose cost weights for
 
 
 def _validate(
@@ -132,6 +159,7 @@ def _validate(
     cost_rows = costs if costs is not None else np.zeros_like(scores)
     model_costs = cost_rows.mean(axis=0) * PER_1K  # config unit: per 1k prompts
     prior = targets(scores, job.train).mean(axis=0)
+    budgets, points = _operating_points(job, scores, cost_rows, has_costs)
     chosen = choose(
         candidates,
         prior,
@@ -139,13 +167,32 @@ def _validate(
         cost_rows[rows],
         model_costs,
         job.models,
-        job.budgets if has_costs else (),
+        budgets,
         job.confidence,
         priors,
         per_budget="alpha" if job.per_budget_alpha and has_costs else None,
+        explicit=job.budgets is not None,
+        margin=job.margin,
+        min_saving=job.min_saving,
     )
     chosen["validation"] = "holdout" if len(val_sets) == 1 else f"{len(val_sets)}-fold CV"
-    return _Validated(rows, candidates, chosen, prior, model_costs, cost_rows, has_costs)
+    if points:
+        chosen["operating_points"] = points
+        for key, fraction in points.get("fractions", {}).items():
+            chosen["by_budget"][key]["fraction"] = fraction
+    return _Validated(rows, candidates, chosen, prior, model_costs, cost_rows, has_costs, budgets)
+
+
+def _operating_points(
+    job: TrainJob, scores: np.ndarray, costs: np.ndarray, has_costs: bool
+) -> tuple[list[float], dict[str, Any]]:
+    """The $/1k budgets to choose operating points for, and how they were set: the job's
+    explicit budgets, else fractions of the best single model's mean cost on these rows."""
+    if not has_costs:
+        return [], {}
+    if job.budgets is not None:
+        return [float(b) for b in job.budgets], {"basis": "explicit budgets ($/1k)"}
+    return fraction_budgets(scores, costs, job.models, job.fractions)
 
 
 def _calibrate(
@@ -157,28 +204,22 @@ def _calibrate(
 ) -> tuple[dict[str, Any], Any]:
     """The served blend: alpha (and each budget's), the prior and, when the router leans
     on it, the task-level prior refitted on every row; then every budget checked again
-    with that refitted prior (one that now overspends moves back within it)."""
+    with that refitted prior (one that now overspends moves back within it, and the
+    served budget is judged again on what will be served)."""
     decision, chosen = val.chosen["decision"], val.chosen
-    calibration: dict[str, Any] = {
-        "alpha": decision["alpha"],
-        "prior": [round(float(p), 6) for p in val.prior],
-        "prior_source": decision["prior"],
-    }
+    router = decision["mode"] == "router"
     budget_alpha = {
         b: e["pick"]["alpha"]
         for b, e in chosen["by_budget"].items()
-        if e.get("pick") and e.get("router") and decision["mode"] == "router"
+        if e.get("pick") and e.get("router") and router
     }
-    if budget_alpha:  # serving picks one with auto.budget_per_1k
-        calibration["budget_alpha"] = budget_alpha
     task_prior = None
     alphas = [decision["alpha"], *budget_alpha.values()]
     if decision["prior"] != GLOBAL and min(alphas) < 1.0:
         task_prior = fit_prior(
             decision["prior"], x, targets(scores, job.train), tasks, job.train.seed
         )
-        calibration["prior_model"] = task_prior.cfg.to_dict()
-    if val.has_costs and decision["mode"] == "router":
+    if val.has_costs and router:
         rows = val.rows
         prior_rows = val.prior if task_prior is None else prior_probabilities(task_prior, x[rows])
         keep_within_budgets(
@@ -189,7 +230,20 @@ def _calibrate(
             scores[rows],
             val.cost_rows[rows],
             val.model_costs,
+            job.models,
         )
+        refresh_decision(chosen, explicit=job.budgets is not None)
+    calibration: dict[str, Any] = {
+        "alpha": decision["alpha"],
+        "prior": [round(float(p), 6) for p in val.prior],
+        "prior_source": decision["prior"],
+    }
+    if decision["mode"] != "router":  # the refit check left no winner: a single model
+        return calibration, None
+    if budget_alpha:  # serving picks one with auto.budget_per_1k
+        calibration["budget_alpha"] = budget_alpha
+    if task_prior is not None:
+        calibration["prior_model"] = task_prior.cfg.to_dict()
     return calibration, task_prior
 
 
@@ -214,7 +268,7 @@ def run_training(
     recommended = {"policy": "utility", **val.chosen}
     if tasks is not None and val.has_costs:
         recommended["route_by_task"] = train_route_by_task(
-            tasks, scores, val.cost_rows, job.models, job.budgets
+            tasks, scores, val.cost_rows, job.models, val.budgets
         )
     calibration, task_prior = _calibrate(job, x, scores, tasks, val)
     manifest = Manifest(
@@ -241,6 +295,7 @@ def run_training(
             val.model_costs if val.has_costs else None,
             recommended,
             job.vision_models,
+            job.base_config,
         )
     return report
 
@@ -264,57 +319,6 @@ def train_route_by_task(
         out[f"{budget:g}"] = {
             "table": {task: models[int(j)] for task, j in best["table"].items()},
             "quality": round(float(best["quality"]), 4),
-            "cost_per_1k": round(float(best["cost"]) * PER_1K, 4),
+            "cost_per_1k": sig(float(best["cost"]) * PER_1K),
         }
     return out
-
-
-def write_routing_config(
-    path: Path,
-    models: Sequence[str],
-    model_costs: np.ndarray | None,
-    recommended: dict[str, Any],
-    vision_models: Sequence[str] = (),
-) -> Path:
-    """A routing config for the artifact in the same directory (``auto.artifact: .``)."""
-    import yaml
-
-    entries = recommended.get("by_budget", {})
-    by_budget = {b: v["router"] for b, v in entries.items() if v.get("router")}
-    budgets = [b for b in by_budget if b != "none"]
-    auto: dict[str, Any] = {"artifact": ".", "policy": "utility"}
-    if budgets:  # the last (primary) budget's alpha and cost_weight
-        auto["budget_per_1k"] = float(budgets[-1])
-    else:
-        weights = [v["cost_weight"] for v in by_budget.values()]
-        auto["cost_weight"] = round(weights[-1], 6) if weights else 0.0
-
-    def alpha_of(b: str) -> str:
-        pick = entries[b].get("pick")
-        return f", alpha {pick['alpha']:g}" if pick else ""
-
-    data = {
-        "models": [
-            {
-                "name": m,
-                "cost": round(float(model_costs[j]), 6) if model_costs is not None else 1.0,
-                "threshold": 0.5,
-                "vision": m in vision_models,
-            }
-            for j, m in enumerate(models)
-        ],
-        "auto": auto,
-    }
-    header = (
-        "# Routing config for the router artifact in this directory (written by llm-router\n"
-        "# train --write-config). cost: mean USD per 1k prompts in the training data.\n"
-        "# auto.budget_per_1k serves one budget's operating point, chosen on validation\n"
-        "# (set it to another recorded budget to move; a request can still override\n"
-        "# cost_weight with the router.cost_weight extension field):\n"
-        + "".join(
-            f"#   <= {b}/1k: cost_weight {v['cost_weight']:.6g}{alpha_of(b)}\n"
-            for b, v in by_budget.items()
-        )
-    )
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path

@@ -14,9 +14,13 @@ operating points. Three knobs are chosen:
 * per budget, the utility policy's ``cost_weight`` with the best validation quality within
   the budget.
 
-The router is kept only where a paired bootstrap on the validation rows says it beats the
-best single model costing no more than it (probability of a positive gain >= ``confidence``);
-otherwise the decision is ``single``: always route to that model.
+Cost counts: among blends whose validation quality is within one standard error of the
+best, those costing more than ``1 + min_saving`` times the cheapest of them are dropped
+before the smallest alpha is taken, so equal quality at a lower cost is preferred. Whether
+the router is used at all, and which budget it serves, is decided in
+:mod:`models.training.operating`: a point must beat the best single model the budget
+allows (P(gain > 0) >= ``confidence``), or be non-inferior to the best single model (within
+``margin``) at a lower cost; otherwise the decision is ``single``: always route to it.
 """
 
 from __future__ import annotations
@@ -27,12 +31,21 @@ from typing import Any
 import numpy as np
 
 from models.evaluation.metrics import cost_weight_grid, outcome, utility_choices
+from models.training.evidence import (
+    MARGIN,
+    MIN_SAVING,
+    NO_BUDGET,
+    PER_1K,
+    best_single,
+    evidence,
+    sig,
+    within,
+)
+from models.training.operating import mark_wins, served_budget, uses_prompt
 
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 SELECT_GRID = 601  # cost weights tried per budget (finer than eval's sweep: budgets land
 # between the coarse grid's points once a task-level prior makes the choices step-like)
-PER_1K = 1000.0
-NO_BUDGET = float("inf")
 GLOBAL = "global"
 
 
@@ -40,22 +53,6 @@ def shrink(probs: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:
     """``alpha * probs + (1 - alpha) * prior``; ``prior`` is one row per model or per row."""
     prior_rows = prior if prior.ndim == 2 else prior[None, :]
     return alpha * probs + (1.0 - alpha) * prior_rows  # type: ignore[no-any-return]
-
-
-def best_single(scores: np.ndarray, costs: np.ndarray, budget: float) -> int | None:
-    """Index of the best-quality model whose mean cost fits ``budget`` (ties: cheaper)."""
-    q, c = scores.mean(axis=0), costs.mean(axis=0)
-    ok = [j for j in range(scores.shape[1]) if c[j] <= budget + 1e-12]
-    return max(ok, key=lambda j: (q[j], -c[j])) if ok else None
-
-
-def gain_confidence(gain: np.ndarray, n: int = 2000, seed: int = 0) -> float:
-    """Share of bootstrap resamples of the rows whose mean paired gain is > 0."""
-    if len(gain) == 0:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    means = gain[rng.integers(0, len(gain), size=(n, len(gain)))].mean(axis=1)
-    return float((means > 0).mean())
 
 
 def _curve(
@@ -75,7 +72,7 @@ def _best_on_curve(
     """The best-quality point within the budget (ties: cheaper)."""
     best: tuple[float, float, float] | None = None
     for q, c, lam in curve:
-        if c > budget + 1e-12:
+        if not within(c, budget):
             continue
         if best is None or q > best[0] + 1e-12 or (abs(q - best[0]) <= 1e-12 and c < best[1]):
             best = (q, c, lam)
@@ -121,6 +118,7 @@ def _table(
                     for point in points
                 ]
                 per_row = np.mean(per_budget, axis=0)
+                spent = [point[1] if point is not None else 0.0 for point in points]
                 rows.append(
                     {
                         "candidate": name,
@@ -128,6 +126,8 @@ def _table(
                         "alpha": alpha,
                         "mean_quality": float(per_row.mean()),
                         "budget_quality": [float(v.mean()) for v in per_budget],
+                        "mean_cost": float(np.mean(spent)),
+                        "budget_cost": [float(c) for c in spent],
                         "_per_row": per_row,
                         "_per_budget": per_budget,
                     }
@@ -141,7 +141,12 @@ PER_BUDGET = ("alpha", "prior_alpha", "all")
 def _budget_view(table: list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
     """The table judged at the i-th budget alone."""
     return [
-        {**r, "mean_quality": r["budget_quality"][i], "_per_row": r["_per_budget"][i]}
+        {
+            **r,
+            "mean_quality": r["budget_quality"][i],
+            "mean_cost": r["budget_cost"][i],
+            "_per_row": r["_per_budget"][i],
+        }
         for r in table
     ]
 
@@ -159,11 +164,13 @@ def _same_blend(r: dict[str, Any], pick: dict[str, Any], per_budget: str) -> boo
     return same_router and same_prior
 
 
-def _pick(table: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+def _pick(table: list[dict[str, Any]], rule: str, min_saving: float = MIN_SAVING) -> dict[str, Any]:
     """``max``: the best mean validation quality (ties: smaller alpha, then the global
     prior). ``one_se``: the smallest alpha (the least trust in per-prompt predictions)
     within one standard error of the paired difference to that best: picking the max of
-    many near-equal noisy alternatives overfits the validation rows."""
+    many near-equal noisy alternatives overfits the validation rows. Among those, blends
+    costing more than ``1 + min_saving`` times the cheapest are left out first: at equal
+    quality the cheaper blend wins."""
     best = max(
         table, key=lambda r: (round(r["mean_quality"], 9), -r["alpha"], r["prior"] == GLOBAL)
     )
@@ -176,15 +183,19 @@ def _pick(table: list[dict[str, Any]], rule: str) -> dict[str, Any]:
         se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
         return bool(r["mean_quality"] >= best["mean_quality"] - se - 1e-12)
 
-    return min((r for r in table if close(r)), key=lambda r: (r["alpha"], -r["mean_quality"]))
+    near = [r for r in table if close(r)]
+    cheapest = min(r.get("mean_cost", 0.0) for r in near)
+    limit = cheapest * (1.0 + min_saving) + 1e-12
+    affordable = [r for r in near if r.get("mean_cost", 0.0) <= limit]
+    return min(affordable, key=lambda r: (r["alpha"], -r["mean_quality"]))
 
 
 def _pick_for_all(
-    eligible: list[dict[str, Any]], rule: str, per_budget: str | None
+    eligible: list[dict[str, Any]], rule: str, per_budget: str | None, min_saving: float
 ) -> dict[str, Any]:
     """The one-for-all pick. With per-budget picks, an alpha-0 pick (the prior alone) is
     given the best router with this prior, for the budgets that do blend one in."""
-    pick = _pick(eligible, rule)
+    pick = _pick(eligible, rule, min_saving)
     if per_budget is not None and pick["alpha"] == 0.0:
         # alpha 0 ignores the router, which is listed as the first candidate: let the
         # budgets that do use a router use the best one with this prior
@@ -199,59 +210,60 @@ def _pick_for_all(
     return pick
 
 
-def _against_single(
-    entry: dict[str, Any],
-    point: tuple[float, float, float, np.ndarray] | None,
-    single: int | None,
-    scores: np.ndarray,
-    confidence: float,
-) -> None:
-    """Record the router's operating point and whether it beats the best single model
-    within the budget (paired bootstrap on the validation rows)."""
-    if point is None:
-        return
-    q, c, lam, choices = point
-    entry["router"] = {
-        "cost_weight": lam,
-        "quality": round(q, 4),
-        "cost_per_1k": round(c * PER_1K, 4),
-    }
-    if single is None:
-        entry["beats_single"], entry["gain_confidence"] = True, 1.0
-        return
-    gain = scores[np.arange(len(scores)), choices] - scores[:, single]
-    conf = gain_confidence(gain)
-    entry["gain"] = round(float(gain.mean()), 4)
-    entry["gain_confidence"] = round(conf, 4)
-    entry["beats_single"] = bool(gain.mean() > 0 and conf >= confidence)
-
-
 def _decision(
     pick: dict[str, Any],
     by_budget: dict[str, Any],
-    per_budget: str | None,
-    confidence: float,
+    served: str | None,
     models: Sequence[str],
     scores: np.ndarray,
+    settings: dict[str, Any],
 ) -> dict[str, Any]:
-    """Router or single model, decided on the primary (last) budget."""
-    primary = list(by_budget.values())[-1]
-    prompt_aware = pick["alpha"] > 0 or pick["prior"] != GLOBAL
-    if per_budget is not None:  # the primary budget's own blend must use the prompt
-        prompt_aware = primary["pick"]["alpha"] > 0 or primary["pick"]["prior"] != GLOBAL
-    use_router = confidence <= 0 or (primary["beats_single"] and prompt_aware)
+    """Router (serving budget ``served``) or single model (``served`` None)."""
+    use_router = served is not None
     decision: dict[str, Any] = {
         "mode": "router" if use_router else "single",
         "router": pick["candidate"],
         "prior": pick["prior"] if use_router else GLOBAL,
         "alpha": pick["alpha"] if use_router else 0.0,
-        "confidence_required": confidence,
-        "primary_budget": list(by_budget)[-1],
+        "confidence_required": settings["confidence"],
+        "confidence_per_point": round(settings["point_confidence"], 6),
+        "margin": settings["margin"],
+        "min_saving": settings["min_saving"],
+        "primary_budget": served if use_router else list(by_budget)[-1],
     }
-    if not use_router:
-        fallback = primary["single"] or {"model": models[int(np.argmax(scores.mean(axis=0)))]}
+    if served is not None:
+        decision["why"] = by_budget[served]["wins"] or ["protection off"]
+    else:
+        last = list(by_budget.values())[-1]
+        fallback = last["single"] or {"model": models[int(np.argmax(scores.mean(axis=0)))]}
         decision["model"] = fallback["model"]
     return decision
+
+
+def _entry(
+    own: dict[str, Any],
+    shrunk: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    model_costs: np.ndarray,
+    level: float,
+    models: Sequence[str],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """One budget's evidence: the router's best point within it, the best single model it
+    allows (superiority) and the best single model overall (non-inferiority, saving)."""
+    entry: dict[str, Any] = {"router": None, "single": None, "beats_single": False}
+    single = best_single(scores, costs, level)
+    if single is not None:
+        entry["single"] = {
+            "model": models[single],
+            "quality": round(float(scores[:, single].mean()), 4),
+            "cost_per_1k": sig(float(costs[:, single].mean()) * PER_1K),
+        }
+    point = _best_point(shrunk, scores, costs, model_costs, level)
+    evidence(entry, point, scores, costs, models, level, settings)
+    entry["uses_prompt"] = uses_prompt(own)
+    return entry
 
 
 def choose(
@@ -266,11 +278,18 @@ def choose(
     priors: Mapping[str, np.ndarray] | None = None,
     rule: str = "one_se",
     per_budget: str | None = None,
+    *,
+    explicit: bool = True,
+    margin: float = MARGIN,
+    min_saving: float = MIN_SAVING,
 ) -> dict[str, Any]:
     """The decision: which candidate, which prior (``global``: the per-model mean ``prior``;
     others: per-row predictions in ``priors``, e.g. a task head or clusters), which alpha,
     per-budget cost_weight, and whether the router is used at all (``mode`` router or
-    single). ``budgets`` in $/1k (empty: none); ``rule`` see :func:`_pick`.
+    single) and at which budget (``primary_budget``). ``budgets`` in $/1k (empty: none);
+    ``explicit``: they are the user's (the last one decides and serves) rather than
+    operating points scaled to the data's costs (:mod:`models.training.operating`);
+    ``rule`` see :func:`_pick`.
 
     ``per_budget`` (None, or one of PER_BUDGET) also picks, with the same rule on that
     budget's validation quality alone, each budget's own blend (``by_budget[b]["pick"]``):
@@ -278,41 +297,44 @@ def choose(
     ``prior_alpha`` the prior and alpha, ``all`` the router too."""
     if per_budget is not None and per_budget not in PER_BUDGET:
         raise ValueError(f"per_budget must be one of {PER_BUDGET}, not {per_budget!r}")
+    scores, costs = np.asarray(scores, np.float64), np.asarray(costs, np.float64)
+    # with several operating points that can each win, each is tested at a Bonferroni
+    # level so the family keeps ``confidence``; explicit budgets: only the last decides
+    tested = 1 if explicit or not budgets else len(budgets)
+    settings = {
+        "confidence": confidence,
+        "point_confidence": 1.0 - (1.0 - confidence) / tested if confidence > 0 else 0.0,
+        "margin": margin,
+        "min_saving": min_saving,
+    }
     levels = [b / PER_1K for b in budgets] or [NO_BUDGET]
     all_priors = {GLOBAL: prior, **(priors or {})}
     table = _table(candidates, all_priors, scores, costs, model_costs, levels)
     # confidence <= 0 turns the protection off: the raw router (alpha 1), as trained
     eligible = table if confidence > 0 else [r for r in table if r["alpha"] == 1.0]
-    pick = _pick_for_all(eligible, rule, per_budget)
+    pick = _pick_for_all(eligible, rule, per_budget, min_saving)
     by_budget: dict[str, Any] = {}
     for i, (budget, level) in enumerate(zip(budgets or [NO_BUDGET], levels, strict=True)):
         own = pick
-        entry: dict[str, Any] = {"router": None, "single": None, "beats_single": False}
         if per_budget is not None:
-            own = _pick(
-                [r for r in _budget_view(eligible, i) if _same_blend(r, pick, per_budget)], rule
-            )
+            view = [r for r in _budget_view(eligible, i) if _same_blend(r, pick, per_budget)]
+            own = _pick(view, rule, min_saving)
             if own["alpha"] == 0.0 and per_budget != "all":  # the router it would blend in
                 own = {**own, "candidate": pick["candidate"]}
+        shrunk = shrink(candidates[own["candidate"]], all_priors[own["prior"]], own["alpha"])
+        entry = _entry(own, shrunk, scores, costs, model_costs, level, models, settings)
+        if per_budget is not None:
             entry["pick"] = {
                 "router": own["candidate"],
                 "prior": own["prior"],
                 "alpha": own["alpha"],
                 "validation_quality": round(own["mean_quality"], 4),
             }
-        shrunk = shrink(candidates[own["candidate"]], all_priors[own["prior"]], own["alpha"])
-        single = best_single(scores, costs, level)
-        if single is not None:
-            entry["single"] = {
-                "model": models[single],
-                "quality": round(float(scores[:, single].mean()), 4),
-                "cost_per_1k": round(float(costs[:, single].mean()) * PER_1K, 4),
-            }
-        point = _best_point(shrunk, scores, costs, model_costs, level)
-        _against_single(entry, point, single, scores, confidence)
         by_budget["none" if budget == NO_BUDGET else f"{budget:g}"] = entry
+    mark_wins(by_budget)
+    served = served_budget(by_budget, explicit, margin, confidence)
     return {
-        "decision": _decision(pick, by_budget, per_budget, confidence, models, scores),
+        "decision": _decision(pick, by_budget, served, models, scores, settings),
         "by_budget": by_budget,
         "selection_rule": rule,
         "alternatives": [
@@ -320,6 +342,8 @@ def choose(
                 **{k: v for k, v in r.items() if not k.startswith("_")},
                 "mean_quality": round(r["mean_quality"], 4),
                 "budget_quality": [round(q, 4) for q in r["budget_quality"]],
+                "mean_cost": sig(r["mean_cost"] * PER_1K),
+                "budget_cost": [sig(c * PER_1K) for c in r["budget_cost"]],
             }
             for r in table
         ],
@@ -335,6 +359,7 @@ def keep_within_budgets(
     scores: np.ndarray,
     costs: np.ndarray,
     model_costs: np.ndarray,
+    models: Sequence[str] | None = None,
 ) -> None:
     """Re-check each budget's operating point against the *refitted* prior.
 
@@ -345,7 +370,14 @@ def keep_within_budgets(
     same out-of-fold router predictions and the refitted prior's ``prior_rows``; a budget
     whose cost now exceeds it moves to the best cost_weight within it (never the other
     way: points within budget keep what validation chose). Each entry records the check
-    as ``refit_check``; updates ``by_budget`` in place."""
+    as ``refit_check``; with ``models``, a moved point's evidence (superiority,
+    non-inferiority, saving) is measured again for the point it moved to, so that
+    :func:`refresh_decision` judges what will be served. Updates ``by_budget`` in place."""
+    settings = {
+        "point_confidence": decision.get("confidence_per_point", decision["confidence_required"]),
+        "margin": decision.get("margin", MARGIN),
+        "min_saving": decision.get("min_saving", MIN_SAVING),
+    }
     for name, entry in by_budget.items():
         router = entry.get("router")
         if not router or name == "none":
@@ -357,14 +389,17 @@ def keep_within_budgets(
         shrunk = shrink(base, prior_rows, alpha)
         lam = float(router["cost_weight"])
         q, c = outcome(utility_choices(shrunk, model_costs, lam), scores, costs)
-        check: dict[str, Any] = {"quality": round(q, 4), "cost_per_1k": round(c * PER_1K, 4)}
-        if c > level + 1e-12:
+        check: dict[str, Any] = {"quality": round(q, 4), "cost_per_1k": sig(c * PER_1K)}
+        if not within(c, level):
             best = _best_on_curve(_curve(shrunk, scores, costs, model_costs), level)
             if best is not None:
                 check["moved_cost_weight_from"] = lam
                 router.update(
                     cost_weight=best[2],
                     quality=round(best[0], 4),
-                    cost_per_1k=round(best[1] * PER_1K, 4),
+                    cost_per_1k=sig(best[1] * PER_1K),
                 )
+                if models is not None:
+                    point = (*best, utility_choices(shrunk, model_costs, best[2]))
+                    evidence(entry, point, scores, costs, models, level, settings)
         entry["refit_check"] = check

@@ -77,7 +77,11 @@ def test_train_writes_artifact_and_report(trained: Trained) -> None:
     report = json.loads((trained.artifact / "report.json").read_text())
     for key in ("val_loss", "best_epoch", "epochs_run", "val_loss_history", "val_auc"):
         assert key in report["metrics"]
-    assert set(report["recommended"]["by_budget"]) == {"0.35", "0.5", "1", "2"}
+    # operating points at 0.25/0.5/0.75/1x the best single model's cost (issue 21; before:
+    # the fixed $ budgets 0.35/0.5/1/2)
+    points = report["recommended"]["operating_points"]["fractions"]
+    assert list(points.values()) == [0.25, 0.5, 0.75, 1.0]
+    assert set(report["recommended"]["by_budget"]) == set(points)
     assert report["recommended"]["decision"]["mode"] in {"router", "single"}
     assert (trained.artifact / "weights.safetensors").stat().st_size > 0
     assert "auto:" in (trained.artifact / "routing.yaml").read_text()

@@ -213,14 +213,23 @@ def test_training_with_tasks_ships_a_task_level_prior(
     assert vs["gain_ci95"][0] <= vs["gain"] <= vs["gain_ci95"][1]
 
 
-def test_the_shipped_artifact_without_a_prior_still_loads() -> None:
-    """Artifacts written before task-level priors (no prior. tensors, no prior_model)."""
+def test_an_artifact_without_a_prior_still_loads(tmp_path: Path) -> None:
+    """Artifacts written before task-level priors (no prior. tensors, no prior_model, no
+    calibration at all): the format the shipped RouterBench artifact had until issue 21
+    re-trained it with a cluster prior."""
     from models.routers.artifact import read_manifest
 
-    shipped = Path(__file__).resolve().parents[3] / "models/artifacts/routerbench-minilm"
-    manifest = read_manifest(shipped)
+    base = RouterMLP(MLPConfig(in_dim=384, n_out=3, hidden=(8,)))
+    old = Manifest(
+        encoder={"name": "minilm", "version": "all-MiniLM-L6-v2", "dim": 384},
+        models=["a", "b", "c"],
+        mlp=shape_of(base),
+        recommended={"policy": "utility", "by_budget": {"2": {"cost_weight": 0.02}}},
+    )
+    save_artifact(tmp_path / "old", base, old)
+    manifest = read_manifest(tmp_path / "old")
     assert "prior_model" not in manifest.calibration
-    model = load_weights(shipped, manifest)
+    model = load_weights(tmp_path / "old", manifest)
     assert isinstance(model, RouterMLP)
     with torch.inference_mode():
         p = model.probabilities(torch.zeros(2, 384))
