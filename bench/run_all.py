@@ -133,6 +133,10 @@ def main() -> None:
     run_module("bench.serving.bench_parsing", ["--repeat", "10" if args.quick else "30"])
     service(requests, [1, 16, 64])
     run_module(
+        "bench.serving.bench_routing_cost",
+        ["--rounds", "1" if args.quick else "3"] + (["--requests", "1000"] if args.quick else []),
+    )
+    run_module(
         "bench.serving.bench_workers",
         ["--requests", str(2 * requests), "--rounds", "1" if args.quick else "2"],
     )

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
     from models.core.routing_config import RoutingConfig
-    from strategies.settings import AutoSettings, BatchSettings, IntentSettings
+    from models.encoders.runtime import EncoderRuntime
+    from strategies.settings import AutoSettings, BatchSettings, EncoderSettings, IntentSettings
 
 
 class StrategySettings(Protocol):
@@ -35,6 +36,9 @@ class StrategySettings(Protocol):
 
     @property
     def batch(self) -> BatchSettings: ...
+
+    @property
+    def encoder(self) -> EncoderSettings: ...
 
 
 class StrategyMetrics(BatchMetrics, Protocol):
@@ -92,6 +96,20 @@ class StrategyContext:
     # called with a reason when the strategy can no longer serve (e.g. its engine died)
     # and the process should exit so the orchestrator restarts it
     on_fatal: Callable[[str], None] | None = None
+    # intra-op threads for encoders (the app shares the usable cores out between its
+    # workers); 0 = the runtime's default
+    threads: int = 0
+
+    def encoder_runtime(self, runtime: str | None = None) -> EncoderRuntime:
+        """``ROUTER_ENCODER__*`` and the thread count as the models layer takes them;
+        ``runtime`` overrides the configured one (an intent head's recorded runtime)."""
+        from models.encoders.runtime import EncoderRuntime
+
+        encoder = self.settings.encoder
+        name = runtime or encoder.runtime
+        return EncoderRuntime(
+            "onnx" if name == "onnx" else "torch", encoder.cache_dir, self.threads
+        )
 
 
 @runtime_checkable

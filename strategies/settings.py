@@ -1,5 +1,5 @@
 """Settings sections the strategies read: ``ROUTER_INTENT__*``, ``ROUTER_AUTO__*``,
-``ROUTER_BATCH__*``, ``ROUTER_SESSIONS__*``.
+``ROUTER_BATCH__*``, ``ROUTER_ENCODER__*``, ``ROUTER_SESSIONS__*``.
 
 They live beside the strategies so strategy code needs nothing from the app;
 :class:`app.settings.Settings` reads them from the environment with the rest.
@@ -155,10 +155,31 @@ class BatchSettings(BaseModel):
 
     max_size: int = Field(32, ge=1, le=1024, description="Largest batch sent to an encoder.")
     window_ms: float = Field(
-        2.0, ge=0.0, le=1000.0, description="How long to wait for more requests to batch."
+        2.0,
+        ge=0.0,
+        le=1000.0,
+        description="Under load only (requests queued while a batch ran): how long the "
+        "next batch may wait to fill; an idle encoder starts on a request at once.",
     )
     queue_size: int = Field(
         1024, ge=1, description="Pending encode requests before new ones get 429."
+    )
+
+
+class EncoderSettings(BaseModel):
+    """How sentence encoders run (the intent embedding backend, the auto strategy's minilm)."""
+
+    runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="Sentence encoder runtime on CPU: onnx (ONNX Runtime; the graph and its "
+        "int8 version are exported from the weights once and cached) or torch. On CUDA "
+        "devices encoders always run on torch.",
+    )
+    cache_dir: str = Field(
+        "~/.cache/llm-router/onnx",
+        description="Where ONNX exports are kept, one entry per weights hash (build it "
+        "beforehand with 'llm-router export-onnx'; it must be writable when an entry is "
+        "missing).",
     )
 
 

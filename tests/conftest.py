@@ -1,13 +1,21 @@
-"""Shared fixtures: GPU tests skip without CUDA; FakeStrategy class state is reset; no .env."""
+"""Shared fixtures: GPU tests skip without CUDA; FakeStrategy class state is reset; no .env;
+ONNX exports go to one directory per test session (never the developer's ~/.cache)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "ROUTER_ENCODER__CACHE_DIR" not in os.environ:  # set it to keep exports between sessions
+    _ONNX_CACHE = tempfile.mkdtemp(prefix="llm-router-test-onnx-")
+    os.environ["ROUTER_ENCODER__CACHE_DIR"] = _ONNX_CACHE  # server subprocesses inherit it
+    atexit.register(shutil.rmtree, _ONNX_CACHE, True)
 
 
 def _cuda_available() -> bool:

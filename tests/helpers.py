@@ -29,6 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FAKE = "tests.fakes:FakeStrategy"
 
 
+def env_without_settings() -> dict[str, str]:
+    """This process's environment without ROUTER_* settings, except the test session's
+    ONNX export cache (tests/conftest.py), for a subprocess under test."""
+    keep = {"ROUTER_ENCODER__CACHE_DIR"}
+    return {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_") or k in keep}
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: defaults plus overrides (ROUTER_* env vars still apply)."""
     overrides.setdefault("strategy", FAKE)

@@ -1,5 +1,5 @@
 """The ``llm-router`` command: serve, route, eval, train (auto router), calibrate,
-train-intents, and the data commands collect and label (app/cli/learning.py).
+train-intents, export-onnx, and the data commands collect and label (app/cli/learning.py).
 
 This module only parses arguments and calls the code that does the work: the service
 (app.server.factory), offline replay (app.cli.replay), training (models.training.job,
@@ -171,7 +171,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """Export (or check) the ONNX graphs of sentence encoders into the cache, e.g. at
+    image build time, so the service starts without exporting."""
+    from models.encoders.onnx import OnnxSentenceEncoder
+    from models.encoders.sentence import DEFAULT_INT8, EncoderLoadError
+
+    settings = load_settings()
+    cache_dir = args.cache_dir or settings.encoder.cache_dir
+    for name in args.encoder or [settings.intent.encoder]:
+        for scheme in (False, DEFAULT_INT8):
+            try:
+                encoder = OnnxSentenceEncoder(name, scheme, cache_dir)
+            except EncoderLoadError as exc:
+                return fail(str(exc), 1)
+        print(f"{encoder.name}: ONNX fp32 and {DEFAULT_INT8} ready in {encoder.entry}")
+    return 0
+
+
 def cmd_train_intents(args: argparse.Namespace) -> int:
+    from models.encoders.runtime import EncoderRuntime
     from models.intents.job import IntentJob, run_train_intents
 
     settings = load_settings(config=args.config)
@@ -189,6 +208,7 @@ def cmd_train_intents(args: argparse.Namespace) -> int:
         features=args.features,
         fine_tune_epochs=args.fine_tune,
         fine_tune_device=args.fine_tune_device,
+        runtime=EncoderRuntime(settings.encoder.runtime, settings.encoder.cache_dir),
     )
     manifest = run_train_intents(job)
     m = manifest["metrics"]
@@ -252,6 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     cli_args.add_train_intents_parser(sub).set_defaults(func=cmd_train_intents)
     learning.add_collect_parser(sub)
     learning.add_label_parser(sub)
+
+    p = sub.add_parser(
+        "export-onnx",
+        help="export sentence encoders to ONNX (fp32 and int8) into the encoder cache",
+    )
+    p.add_argument(
+        "--encoder",
+        action="append",
+        metavar="NAME_OR_PATH",
+        help="'minilm' or a sentence-transformers directory (repeatable; default: "
+        "ROUTER_INTENT__ENCODER)",
+    )
+    p.add_argument("--cache-dir", help="override ROUTER_ENCODER__CACHE_DIR")
+    p.set_defaults(func=cmd_export_onnx)
     return parser
 
 

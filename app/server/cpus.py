@@ -4,7 +4,8 @@
 64-core host it says 64, and a torch pool of 63 threads thrashes under the quota. The
 usable count is the smallest of the CPU affinity mask and the cgroup CPU quota
 (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded up, at least 1.
-The encoders' thread pools are sized from it (:func:`torch_threads`).
+The encoders' thread pools (torch's and ONNX Runtime's) are sized from it
+(:func:`torch_threads`).
 """
 
 from __future__ import annotations
@@ -90,11 +91,17 @@ def torch_threads(settings: Settings) -> int:
     return max(1, cores - 1) if count <= 1 else max(1, cores // count)
 
 
-def set_torch_threads(threads: int) -> None:
+def set_torch_threads(threads: int, passive: bool = False) -> None:
     """Bound torch's thread pool when the strategy uses torch (its default, one thread
-    per core, fights the event loop and the other workers for CPU: long latency tails)."""
+    per core, fights the event loop and the other workers for CPU: long latency tails).
+
+    ``passive`` (encoders on ONNX Runtime, torch only for side work such as the auto
+    router's MLP): torch's OpenMP threads sleep as soon as their work is done instead of
+    spinning while ONNX Runtime's threads encode."""
     torch = sys.modules.get("torch")
-    if torch is None:  # torch reads this when it first starts its thread pool
+    if torch is None:  # torch reads these when it first starts its thread pool
         os.environ["OMP_NUM_THREADS"] = str(threads)
+        if passive:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     else:
         torch.set_num_threads(threads)

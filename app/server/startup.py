@@ -38,7 +38,11 @@ def strategy_context(
             on_fatal(message)
 
     return StrategyContext(
-        settings=state.settings, config=config, metrics=state.metrics, on_fatal=fatal
+        settings=state.settings,
+        config=config,
+        metrics=state.metrics,
+        on_fatal=fatal,
+        threads=torch_threads(state.settings),
     )
 
 
@@ -47,7 +51,7 @@ async def start_strategy(state: RouterState, on_fatal: Callable[[str], None] | N
     began = time.perf_counter()
     context = strategy_context(state, state.config, on_fatal)
     try:
-        set_torch_threads(torch_threads(state.settings))
+        set_torch_threads(context.threads, passive=state.settings.encoder.runtime == "onnx")
         strategy = create_strategy(state.settings.strategy, context)
         state.strategy = strategy
         await strategy.start()

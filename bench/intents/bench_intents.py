@@ -19,11 +19,13 @@ its ``other`` threshold is reported under three rules fixed before test: the val
 mix (3% out-of-scope), a 50% share (balanced in-scope accuracy and OOS recall), and the
 18% share that CLINC150 documents for its test split (1,000 of 5,500), standing for a
 deployment that knows its traffic mix (``--oos-share``). Test accuracies carry 95%
-bootstrap intervals. Embeddings: the serving encoder (packaged MiniLM, int8 on CPU),
+bootstrap intervals. Embeddings: the serving encoder (packaged MiniLM, int8 on CPU, on
+the ``--runtime`` that serves it: onnx by default, torch before the ONNX runtime),
 cached under .cache/embeddings (``python -m bench.intents.embed_intent_data`` fills it).
 
     PYTHONPATH=. .venv/bin/python -m bench.intents.bench_intents [banking-full|banking-10shot|clinc]
-        [--fine-tune 4 [--tune-device cuda]] -> bench/results/intents.json + intents.md
+        [--fine-tune 4 [--tune-device cuda]] [--runtime torch]
+        -> bench/results/intents.json + intents.md
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 
 from bench.common import RESULTS, md_table, write_results
 from bench.intents import intent_data
+from models.encoders.runtime import EncoderRuntime
 from models.evaluation.metrics import bootstrap_ci
 from models.intents.fine_tune import FineTuneConfig
 from models.intents.fit import LEXICAL_GRID, fit_intents, fit_intents_for_shares
@@ -48,6 +51,7 @@ from models.intents.head import TextEmbedder, clip_text
 from models.intents.job import fit_fine_tuned
 
 CACHE = ".cache/embeddings"
+ONNX_CACHE = ".cache/onnx"
 OTHER = "other"
 CLINC_TEST_OOS_SHARE = 1000 / 5500  # documented in the CLINC150 data set
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -61,6 +65,7 @@ class Tuning:
     encoder: str = "minilm"
     device: str | None = None
     quantize: bool = True  # the head's embeddings, as served on CPU
+    runtime: EncoderRuntime | None = None
 
 
 def topk_similarity(
@@ -137,9 +142,12 @@ def fine_tuned_entry(
             texts, labels, descriptions, intents, encoder_dir,
             FineTuneConfig(epochs=tuning.epochs, seed=seed), encoder=tuning.encoder,
             tune_device=tuning.device, quantize=tuning.quantize, seed=seed,
+            runtime=tuning.runtime,
         )  # fmt: skip
         fit_seconds = round(time.perf_counter() - start, 1)
-        served = TextEmbedder(str(encoder_dir), quantize=tuning.quantize, cache_dir=None)
+        served = TextEmbedder(
+            str(encoder_dir), quantize=tuning.quantize, cache_dir=None, runtime=tuning.runtime
+        )
         x_test = served.embed(test)
     return {
         **head_entry(tuned.result, x_test, test, gold),
@@ -272,7 +280,8 @@ def table(results: dict[str, Any]) -> str:
 
 NOTE = (
     "Chosen on train/validation only; test reported once per method. Embeddings: int8 "
-    "(per output channel) MiniLM on the CPU, as served. Timings: the machine above."
+    "(per output channel) MiniLM on the CPU, as served, on the runtime in 'encoder'. "
+    "Timings: the machine above."
 )
 
 
@@ -314,10 +323,16 @@ def main() -> None:
     parser.add_argument("--results", default="intents", help="bench/results/NAME.json + .md")
     parser.add_argument("--tune-device", help="torch device for fine-tuning (default: cpu)")
     parser.add_argument("--encoder", default="minilm", help="packaged MiniLM or a directory")
+    parser.add_argument(
+        "--runtime", choices=["onnx", "torch"], default="onnx", help="ROUTER_ENCODER__RUNTIME"
+    )
     args = parser.parse_args()
     which = args.which or ["banking", "clinc"]
     RESULTS_NAME[0] = args.results
-    embedder = TextEmbedder(args.encoder, quantize=not args.full_precision, cache_dir=CACHE)
+    runtime = EncoderRuntime(args.runtime, ONNX_CACHE)
+    embedder = TextEmbedder(
+        args.encoder, quantize=not args.full_precision, cache_dir=CACHE, runtime=runtime
+    )
     previous = RESULTS / f"{args.results}.json"
     results: dict[str, Any] = {}
     if args.which and previous.exists():
@@ -328,7 +343,9 @@ def main() -> None:
                 if "banking" in which or name in which]  # fmt: skip
     tuning = None
     if args.fine_tune:
-        tuning = Tuning(args.fine_tune, args.encoder, args.tune_device, not args.full_precision)
+        tuning = Tuning(
+            args.fine_tune, args.encoder, args.tune_device, not args.full_precision, runtime
+        )
     if settings:
         banking(embedder.embed, results, settings, tuning, args.methods)
     if "clinc" in which:

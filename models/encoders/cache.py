@@ -104,9 +104,14 @@ def embed_cached(
     return np.stack([table[h] for h in hashes]).astype(np.float32)
 
 
-def text_encoder_key(encoder_name: str, fingerprint: str, quantized: str | None) -> str:
-    """File-name-safe identity of a sentence encoder (intent classifier's text vectors)."""
+def text_encoder_key(
+    encoder_name: str, fingerprint: str, quantized: str | None, runtime: str = "torch"
+) -> str:
+    """File-name-safe identity of a sentence encoder (intent classifier's text vectors);
+    int8 vectors also depend on the runtime (fp32 ones agree across runtimes)."""
     raw = f"{encoder_name}|{fingerprint}|int8={quantized or False}"
+    if quantized and runtime != "torch":  # keys from before the ONNX runtime stay valid
+        raw += f"|runtime={runtime}"
     slug = "".join(c if c.isalnum() else "-" for c in encoder_name)
     return f"text-{slug}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 

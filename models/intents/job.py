@@ -9,6 +9,7 @@ lexical features) and ``routing.yaml`` (the base config plus
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from models.intents.head import TextEmbedder, clip_text, save_head
 
 if TYPE_CHECKING:
     from models.core.routing_config import RoutingConfig
+    from models.encoders.runtime import EncoderRuntime
 
 HEAD_DIR = "intent-head"
 ENCODER_DIR = "encoder"  # inside HEAD_DIR: the fine-tuned sentence encoder
@@ -54,6 +56,7 @@ class IntentJob:
     features: str = "auto"  # see FEATURE_GRIDS
     fine_tune_epochs: int = 0  # > 0: fine-tune the encoder first (models.intents.fine_tune)
     fine_tune_device: str | None = None  # where to fine-tune (default: device)
+    runtime: EncoderRuntime | None = None  # what embeds for the head, as served (torch)
 
 
 def config_rows(config: RoutingConfig) -> tuple[list[str], list[str]]:
@@ -105,10 +108,11 @@ def run_train_intents(job: IntentJob) -> dict[str, Any]:
             seed=job.seed,
             oos_share=job.oos_share,
             lexical_grid=FEATURE_GRIDS[job.features],
+            runtime=job.runtime,
         )
         result, info, tuning = tuned.result, tuned.encoder_identity, tuned.tuning
     else:
-        embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir)
+        embedder = TextEmbedder(job.encoder, job.device, job.quantize, job.cache_dir, job.runtime)
         x, x_config = _embed_rows(embedder, texts, extra)
         result = fit_intents(
             x,
@@ -162,6 +166,7 @@ def fit_fine_tuned(
     seed: int = 0,
     oos_share: float | None = None,
     lexical_grid: Sequence[tuple[float, float]] = LEXICAL_GRID,
+    runtime: EncoderRuntime | None = None,
 ) -> FineTuned:
     """Fine-tune, choose, fine-tune again; the final encoder is saved at ``encoder_dir``.
 
@@ -170,8 +175,8 @@ def fit_fine_tuned(
     so: (1) tune on a stratified ``val_fraction`` split's training rows and choose on its
     held-out rows; (2) tune on every row and fit the head with the settings (1) chose.
     Config rows (``extra``) always train. Tuning runs on ``tune_device`` (default
-    ``device``); embeddings for the head come from ``device`` with ``quantize``, as the
-    service computes them."""
+    ``device``) with torch; embeddings for the head come from ``device`` with ``quantize``
+    on ``runtime``, as the service computes them."""
     clipped, clipped_extra = [clip_text(t) for t in texts], [clip_text(t) for t in extra]
     train, val = stratified_split(labels, val_fraction, seed)
     if not len(val):
@@ -183,7 +188,10 @@ def fit_fine_tuned(
     held_out = {clipped[i] for i in val}  # a config row repeating one would leak it
     extra_kept = [(t, lbl) for t, lbl in zip(clipped_extra, extra_labels, strict=True)
                   if t not in held_out]  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="llm-router-finetune-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="llm-router-finetune-") as tmp,
+        tempfile.TemporaryDirectory(prefix="llm-router-finetune-onnx-") as exports,
+    ):
         fine_tune_encoder(
             [clipped[i] for i in train] + [t for t, _ in extra_kept],
             [labels[i] for i in train] + [lbl for _, lbl in extra_kept],
@@ -192,7 +200,8 @@ def fit_fine_tuned(
             encoder,
             where,
         )
-        embedder = TextEmbedder(tmp, device, quantize, cache_dir=None)
+        scratch = dataclasses.replace(runtime, cache_dir=exports) if runtime else None
+        embedder = TextEmbedder(tmp, device, quantize, cache_dir=None, runtime=scratch)
         x, x_config = _embed_rows(embedder, texts, extra)
         chosen = fit_intents(
             x[train],
@@ -211,7 +220,7 @@ def fit_fine_tuned(
     report = fine_tune_encoder(
         clipped + clipped_extra, labels + extra_labels, encoder_dir, tuning, encoder, where
     )
-    embedder = TextEmbedder(str(encoder_dir), device, quantize, cache_dir=None)
+    embedder = TextEmbedder(str(encoder_dir), device, quantize, cache_dir=None, runtime=runtime)
     x, x_config = _embed_rows(embedder, texts, extra)
     head = fit_chosen(
         x, labels, x_config, extra_labels, chosen.metrics, seed, clipped, clipped_extra

@@ -136,6 +136,7 @@ class AutoStrategy:
             device_images=settings.device_images,
             cuda_graphs=settings.cuda_graphs,
             graph_batch=self._ctx.settings.batch.max_size,
+            runtime=self._ctx.encoder_runtime(),
         )
         check_compatible(manifest, encoder, self._ctx.config.model_names)
         alpha = None

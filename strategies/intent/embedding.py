@@ -17,6 +17,7 @@ picture? [image]" turn can outweigh an unrelated latest turn in the weighted sco
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from models.core.conversation import Conversation
 from models.core.routing_config import OTHER_INTENT
-from models.encoders.sentence import SentenceEncoder
+from models.encoders.runtime import TextEncoder, load_sentence_encoder
 from models.inference.batching import MicroBatcher
 from models.intents.data import read_intent_rows
 from models.intents.head import (
@@ -37,6 +38,7 @@ from models.intents.head import (
     encoder_identity,
     head_quantization,
     load_head,
+    serving_runtime,
 )
 from strategies.base import StrategyContext
 from strategies.intent.strategy import IntentResult, allowed_intents
@@ -45,6 +47,8 @@ TURN_WEIGHTS = (1.0, 0.35, 0.15, 0.08)  # newest first; later turns share the la
 TOP_K = 3  # an intent's score: mean of its k most similar references (chosen by
 # leave-one-out on the default config's examples: k=1 0.79, k=2 0.82, k=3 0.83, k=5 0.82)
 CONTEXT_CHARS = 240  # older turns are context: their last few sentences are enough
+
+log = logging.getLogger(__name__)
 
 
 class IntentConfigError(ValueError):
@@ -63,10 +67,14 @@ class EmbeddingIntentClassifier:
         self._ctx = context
         self._intents = [i for i in context.config.intents]
         self._names = [i.name for i in self._intents]
-        self._encoder: SentenceEncoder | None = None
+        self._encoder: TextEncoder | None = None
         self._batcher: MicroBatcher[str, np.ndarray] | None = None
         self._refs = np.zeros((0, 0), dtype=np.float32)
-        self._ref_rows: list[np.ndarray] = []
+        # each intent's reference rows, padded to the longest ([intents, most]), and how
+        # many of its best similarities it averages (TOP_K, or fewer when it has fewer)
+        self._ref_index = np.zeros((0, 0), dtype=np.int64)
+        self._ref_valid = np.zeros((0, 0), dtype=bool)
+        self._ref_k = np.zeros(0, dtype=np.float32)
         self._head: IntentHead | None = None
 
     def _encode(self, texts: list[str]) -> list[np.ndarray]:
@@ -78,6 +86,7 @@ class EmbeddingIntentClassifier:
         loop = asyncio.get_running_loop()
         config = self._ctx.config
         quantize = settings.intent.quantize and settings.intent.device == "cpu"
+        runtime: str = settings.encoder.runtime
         head: IntentHead | None = None
         manifest: dict[str, Any] = {}
         tuned: Path | None = None
@@ -86,12 +95,20 @@ class EmbeddingIntentClassifier:
             path = config.resolve_path(config.intent_classifier)
             head, manifest = load_head(path)
             tuned = bundled_encoder(path, manifest)  # a --fine-tune head brings its encoder
+            runtime = serving_runtime(manifest, runtime, quantize, path)
+            if runtime != settings.encoder.runtime:
+                log.warning(
+                    "intent head %s was trained on %s int8 embeddings: serving it on %s, not "
+                    "ROUTER_ENCODER__RUNTIME=%s (retrain with llm-router train-intents to "
+                    "change)", path, runtime, runtime, settings.encoder.runtime,
+                )  # fmt: skip
         self._encoder = await loop.run_in_executor(
             None,
-            SentenceEncoder,
+            load_sentence_encoder,
             str(tuned) if tuned is not None else settings.intent.encoder,
             settings.intent.device,
             (head_quantization(manifest, quantize, path) if head else quantize) or False,
+            self._ctx.encoder_runtime(runtime),
         )
         texts, owners = self._references()
         if head is not None:
@@ -113,8 +130,17 @@ class EmbeddingIntentClassifier:
         )
         if texts:
             self._refs = np.stack(await self._batcher.run_now(texts))
-        owner = np.asarray(owners, dtype=np.int64)
-        self._ref_rows = [np.flatnonzero(owner == i) for i in range(len(self._intents))]
+        self._index_references(np.asarray(owners, dtype=np.int64))
+
+    def _index_references(self, owner: np.ndarray) -> None:
+        rows = [np.flatnonzero(owner == i) for i in range(len(self._intents))]
+        most = max((len(r) for r in rows), default=0)
+        self._ref_index = np.zeros((len(rows), most), dtype=np.int64)
+        self._ref_valid = np.zeros((len(rows), most), dtype=bool)
+        for i, r in enumerate(rows):
+            self._ref_index[i, : len(r)] = r
+            self._ref_valid[i, : len(r)] = True
+        self._ref_k = np.array([min(TOP_K, len(r)) for r in rows], dtype=np.float32)
 
     def _references(self) -> tuple[list[str], list[int]]:
         """Reference texts (descriptions, examples, examples_file rows) and their intents."""
@@ -163,12 +189,11 @@ class EmbeddingIntentClassifier:
         """Per-intent score per turn, ``[intents, turns]`` (mean of the TOP_K most similar
         references of each intent)."""
         sims = self._refs @ vectors.T  # [refs, turns]
-        per_intent = np.empty((len(self._intents), vectors.shape[0]), dtype=np.float32)
-        for i, rows in enumerate(self._ref_rows):
-            block = sims[rows]
-            k = min(TOP_K, len(rows))
-            per_intent[i] = np.sort(block, axis=0)[-k:].mean(axis=0)
-        return per_intent
+        block = np.where(self._ref_valid[..., None], sims[self._ref_index], -np.inf)
+        k = min(TOP_K, block.shape[1])  # [intents, most, turns] -> each intent's best k
+        best = -np.partition(-block, k - 1, axis=1)[:, :k]
+        per_intent = np.where(np.isfinite(best), best, 0.0).sum(axis=1) / self._ref_k[:, None]
+        return per_intent.astype(np.float32)  # type: ignore[no-any-return]
 
     def _pick(self, scores: np.ndarray, allowed: set[str], threshold: float) -> str:
         """The best allowed intent, or ``other`` when none reaches the threshold."""
@@ -185,7 +210,10 @@ class EmbeddingIntentClassifier:
             texts = [conversation.transcript(max_chars=HEAD_CHARS + TAIL_CHARS) or "[empty]"]
         start = asyncio.get_running_loop().time()
         clipped = [clip_text(texts[0])] + [clip_text(t, 0, CONTEXT_CHARS) for t in texts[1:]]
-        vectors = np.stack(await asyncio.gather(*(self._batcher.submit(t) for t in clipped)))
+        if len(clipped) == 1:  # the common case: no task per turn
+            vectors = (await self._batcher.submit(clipped[0]))[None, :]
+        else:
+            vectors = np.stack(await asyncio.gather(*(self._batcher.submit(t) for t in clipped)))
         self._ctx.metrics.stage_duration.labels("intent", "encode").observe(
             asyncio.get_running_loop().time() - start
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from app.settings import DEFAULT_CONFIG
 from models.core.routing_config import load_routing_config
-from tests.helpers import empty_dir, png_bytes
+from tests.helpers import empty_dir, env_without_settings, png_bytes
 
 pytestmark = pytest.mark.embedding
 
@@ -22,7 +21,7 @@ DEV_SET = ROOT / "bench" / "data" / "intent-dev.jsonl"
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    env = env_without_settings()
     env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     code = "import sys; from app.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(

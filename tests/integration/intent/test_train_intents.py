@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,6 +57,18 @@ def rows(texts: list[str], intent: str) -> list[str]:
 PROBE = "is my python code going to rain errors tomorrow?"  # between the two intents
 
 
+def served_embedder(encoder: str = "minilm", runtime: str = "onnx", **kwargs: object) -> Any:
+    """The intent backend's encoder as the service runs it by default (ONNX Runtime, the
+    test session's export cache), for a head's offline probabilities."""
+    import os
+
+    from models.encoders.runtime import EncoderRuntime
+    from models.intents.head import TextEmbedder
+
+    where = EncoderRuntime(runtime, os.environ["ROUTER_ENCODER__CACHE_DIR"])  # type: ignore[arg-type]
+    return TextEmbedder(encoder, cache_dir=None, runtime=where, **kwargs)  # type: ignore[arg-type]
+
+
 async def served_scores(config: Path, text: str) -> dict[str, float]:
     """``router.scores`` of one decision by the service running ``config``."""
     settings = make_settings(strategy="intent", config=str(config))
@@ -77,6 +90,12 @@ def with_encoder_entry(trained_dir: Path, copy: Path, **encoder: object) -> Path
     return copy
 
 
+def torch_int8_identity() -> dict[str, Any]:
+    """The fingerprint a head trained on torch's int8 encoder records (taken from the
+    quantized module, so it differs from the full-precision weights' one)."""
+    return {"fingerprint": served_embedder(runtime="torch").info["fingerprint"]}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("intents")
@@ -95,6 +114,7 @@ def test_artifact_records_encoder_labels_threshold(trained: Path) -> None:
     manifest = json.loads((trained / "out/intent-head/manifest.json").read_text())
     assert manifest["encoder"]["name"] == "all-MiniLM-L6-v2"
     assert manifest["encoder"]["quantized"] == "int8-per-channel"
+    assert manifest["encoder"]["runtime"] == "onnx"  # the default on CPU, as served
     assert manifest["encoder"]["fingerprint"]
     assert set(manifest["labels"]) == {"weather", "coding", "other"}
     assert 0.0 <= manifest["threshold"] < 1.0
@@ -133,7 +153,7 @@ async def test_serving_uses_the_head(trained: Path) -> None:
 async def test_lexical_head_serves_its_offline_probabilities(trained: Path) -> None:
     """--features lexical: the artifact carries the n-gram vocabulary, and the service's
     scores are the head's probabilities for the embedding *and* the text."""
-    from models.intents.head import TextEmbedder, clip_text, load_head
+    from models.intents.head import clip_text, load_head
 
     out = trained / "lexical"
     proc = cli("train-intents", str(trained / "train.jsonl"), "--config",
@@ -146,7 +166,7 @@ async def test_lexical_head_serves_its_offline_probabilities(trained: Path) -> N
     assert (out / "intent-head" / "vocabulary.json").is_file() and head.lexical is not None
 
     text = PROBE
-    x = TextEmbedder(cache_dir=None).embed([text])
+    x = served_embedder().embed([text])
     want = dict(zip(head.labels, head.probabilities(x, [clip_text(text)])[0], strict=True))
     embedding_only = head.logits(x, [""])  # the same head with no n-gram evidence
     assert not np.allclose(embedding_only, head.logits(x, [text]), atol=1e-3)
@@ -233,13 +253,14 @@ def test_fine_tuned_head_records_its_encoder(trained: Path, tuned: Path) -> None
 async def test_serving_runs_the_fine_tuned_encoder(tuned: Path) -> None:
     """The service's scores are the head's probabilities over the *tuned* encoder's
     embedding; the packaged encoder's would differ."""
-    from models.intents.head import TextEmbedder, clip_text, load_head
+    from models.intents.head import clip_text, load_head
 
-    head, _ = load_head(tuned / "intent-head")
+    head, manifest = load_head(tuned / "intent-head")
+    assert manifest["encoder"]["runtime"] == "onnx"
     text = PROBE
     probs = {}
     for name, encoder in (("tuned", str(tuned / "intent-head/encoder")), ("packaged", "minilm")):
-        x = TextEmbedder(encoder, cache_dir=None).embed([text])
+        x = served_embedder(encoder).embed([text])
         probs[name] = head.probabilities(x, [clip_text(text)])[0]
     assert not np.allclose(probs["tuned"], probs["packaged"], atol=1e-2)
     got = await served_scores(tuned / "routing.yaml", text)
@@ -287,7 +308,9 @@ async def test_heads_from_before_per_channel_keep_per_tensor_int8(
     recorded) is served with the per-tensor int8 encoder it was trained with."""
     from models.intents.head import TextEmbedder, clip_text, load_head
 
-    copy = with_encoder_entry(trained / "out", tmp_path / "legacy", quantized=True)
+    copy = with_encoder_entry(
+        trained / "out", tmp_path / "legacy", quantized=True, runtime=None, **torch_int8_identity()
+    )
     head, _ = load_head(copy / "intent-head")
     text = PROBE
     probs = {}
@@ -298,3 +321,43 @@ async def test_heads_from_before_per_channel_keep_per_tensor_int8(
     got = await served_scores(copy / "routing.yaml", text)
     for label, p in zip(head.labels, probs["int8-per-tensor"], strict=True):
         assert got[label] == pytest.approx(float(p), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "configured", "served"),
+    [(None, "onnx", "torch"), ("torch", "onnx", "torch"), ("onnx", "torch", "onnx")],
+)
+async def test_an_int8_head_is_served_on_the_runtime_it_was_trained_on(
+    trained: Path, tmp_path: Path, recorded: str | None, configured: str, served: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """torch's and ONNX Runtime's int8 vectors differ a little, so an int8 head keeps the
+    runtime its manifest records, whatever ROUTER_ENCODER__RUNTIME says; heads written
+    before the ONNX runtime (no record) were trained on torch."""
+    from models.intents.head import clip_text, load_head
+
+    torch_made = torch_int8_identity() if served == "torch" else {}
+    copy = with_encoder_entry(trained / "out", tmp_path / "head", runtime=recorded, **torch_made)
+    head, _ = load_head(copy / "intent-head")
+    probs = {rt: head.probabilities(served_embedder(runtime=rt).embed([PROBE]),
+                                    [clip_text(PROBE)])[0] for rt in ("onnx", "torch")}  # fmt: skip
+    assert not np.allclose(probs["onnx"], probs["torch"], atol=1e-4)
+    monkeypatch.setenv("ROUTER_ENCODER__RUNTIME", configured)
+    got = await served_scores(copy / "routing.yaml", PROBE)
+    for label, p in zip(head.labels, probs[served], strict=True):
+        assert got[label] == pytest.approx(float(p), abs=1e-5)
+
+
+async def test_a_full_precision_head_serves_on_either_runtime(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp32 vectors agree across runtimes (~1e-7): a full-precision head trained on
+    torch serves on ONNX Runtime, with the same scores."""
+    copy = with_encoder_entry(trained / "out", tmp_path / "fp32", quantized=False, runtime="torch")
+    monkeypatch.setenv("ROUTER_INTENT__QUANTIZE", "false")
+    scores = {}
+    for runtime in ("torch", "onnx"):
+        monkeypatch.setenv("ROUTER_ENCODER__RUNTIME", runtime)
+        scores[runtime] = await served_scores(copy / "routing.yaml", PROBE)
+    for label, p in scores["torch"].items():
+        assert scores["onnx"][label] == pytest.approx(p, abs=1e-5)

@@ -86,6 +86,42 @@ def test_recorded_quantization_schemes(tmp_path: Path) -> None:
     assert head_quantization(legacy, False, tmp_path) is None
 
 
+def test_runtime_is_checked_for_int8_heads_only(tmp_path: Path) -> None:
+    """int8 vectors differ between torch and ONNX Runtime, fp32 ones do not: an int8
+    head refuses the other runtime, a full-precision one serves on either; the service
+    runs an int8 head on the runtime it recorded (none recorded: torch)."""
+    from models.encoders.cache import text_encoder_key
+    from models.intents.head import serving_runtime
+
+    info = {"name": "enc", "dim": 8, "fingerprint": "abc"}
+    int8 = {"encoder": {**info, "quantized": "int8-per-channel", "runtime": "onnx"}}
+    check_head_encoder(int8, {**info, "quantized": "int8-per-channel", "runtime": "onnx"}, tmp_path)
+    with pytest.raises(IntentHeadError, match=r"runtime='onnx'.*runtime='torch'"):
+        check_head_encoder(
+            int8, {**info, "quantized": "int8-per-channel", "runtime": "torch"}, tmp_path
+        )
+    legacy = {"encoder": {**info, "quantized": "int8-per-channel"}}  # before the ONNX runtime
+    with pytest.raises(IntentHeadError, match="runtime='torch'"):
+        check_head_encoder(
+            legacy, {**info, "quantized": "int8-per-channel", "runtime": "onnx"}, tmp_path
+        )
+    fp32 = {"encoder": {**info, "quantized": False, "runtime": "torch"}}
+    check_head_encoder(fp32, {**info, "quantized": False, "runtime": "onnx"}, tmp_path)
+
+    assert serving_runtime(int8, "torch", True, tmp_path) == "onnx"
+    assert serving_runtime(legacy, "onnx", True, tmp_path) == "torch"
+    assert serving_runtime(fp32, "onnx", True, tmp_path) == "onnx"
+    assert serving_runtime(int8, "torch", False, tmp_path) == "torch"  # then the check refuses
+    # cached training vectors: int8 keys differ by runtime; torch's keys are unchanged
+    assert text_encoder_key("enc", "abc", "int8-per-channel", "onnx") != text_encoder_key(
+        "enc", "abc", "int8-per-channel", "torch"
+    )
+    assert text_encoder_key("enc", "abc", "int8-per-channel", "torch") == text_encoder_key(
+        "enc", "abc", "int8-per-channel"
+    )
+    assert text_encoder_key("enc", "abc", None, "onnx") == text_encoder_key("enc", "abc", None)
+
+
 def test_intent_rows_accept_text_messages_and_empty_intent(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(
@@ -261,7 +297,7 @@ async def test_served_decisions_use_the_lexical_features(
         def encode(self, texts: list[str]) -> np.ndarray:
             return np.tile(np.eye(8, dtype=np.float32)[0], (len(texts), 1))
 
-    monkeypatch.setattr(intent_embedding, "SentenceEncoder", SameVector)
+    monkeypatch.setattr(intent_embedding, "load_sentence_encoder", SameVector)
     monkeypatch.setattr(intent_embedding, "encoder_identity", lambda enc: info)
     texts, labels = keyword_rows(80, seed=0)
     x = SameVector().encode(texts)

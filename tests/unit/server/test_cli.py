@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import empty_dir, free_port
+from tests.helpers import empty_dir, env_without_settings, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,7 +32,7 @@ INVALID_YAML = "models:\n  - name: big\n   cost: [1\n"
 
 
 def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    clean = env_without_settings()
     full_env = {**clean, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, *args],

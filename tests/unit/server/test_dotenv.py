@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import ENV_FILE, Settings, load_env_file
-from tests.helpers import ROOT
+from tests.helpers import ROOT, env_without_settings
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_tests_do_not_read_a_developers_dotenv(
 
 def test_cli_reads_dotenv_in_its_working_directory(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("ROUTER_STRATEGY=no_such_strategy\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    env = env_without_settings()
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli.main", "route", "hello"],

@@ -53,6 +53,8 @@ ALL_SETTINGS = dict(walk(Settings))
         ("ROUTER_LOG_FORMAT", "console", lambda s: s.log_format),
         ("ROUTER_LIMITS__MAX_IMAGES", "3", lambda s: str(s.limits.max_images)),
         ("ROUTER_IMAGE_FETCH__ENABLED", "true", lambda s: str(s.image_fetch.enabled).lower()),
+        ("ROUTER_ENCODER__RUNTIME", "torch", lambda s: s.encoder.runtime),
+        ("ROUTER_ENCODER__CACHE_DIR", "/var/cache/onnx", lambda s: s.encoder.cache_dir),
         ("ROUTER_COST__BASELINE_MODEL", "gpt-5-chat", lambda s: s.cost.baseline_model),
     ],
 )
@@ -72,6 +74,8 @@ def test_defaults_work_offline() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.api_keys == []
     assert settings.image_fetch.enabled is False
+    assert settings.encoder.runtime == "onnx"  # ONNX Runtime on CPU, exported locally
+    assert settings.encoder.cache_dir == "~/.cache/llm-router/onnx"
 
 
 @pytest.mark.parametrize(
@@ -91,6 +95,7 @@ def test_api_keys_are_a_comma_list(monkeypatch: pytest.MonkeyPatch, raw: str, ke
         ("ROUTER_MODE", "shadow"),
         ("ROUTER_INTENT__BACKEND", "gpt"),
         ("ROUTER_LIMITS__MAX_BODY_BYTES", "-1"),
+        ("ROUTER_ENCODER__RUNTIME", "tensorrt"),
     ],
 )
 def test_bad_values_name_the_variable(

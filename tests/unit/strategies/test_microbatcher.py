@@ -1,5 +1,6 @@
-"""MicroBatcher: results reach the right callers, a failing batch fails all of its callers,
-a full queue refuses at once, batches form under concurrency, work runs off the loop."""
+"""MicroBatcher: results reach the right callers, a bad item fails only its own caller, a
+full queue refuses at once, batches form under concurrency, work runs off the loop, an
+idle encoder starts at once and the window applies only under load."""
 
 from __future__ import annotations
 
@@ -37,22 +38,28 @@ async def test_each_caller_gets_its_own_result_and_batches_form() -> None:
 
 
 async def test_a_bad_item_fails_only_its_own_caller() -> None:
+    release = threading.Event()
     sizes: list[int] = []
 
     def fn(items: list[int]) -> list[int]:
         sizes.append(len(items))
+        if len(sizes) == 1:
+            release.wait(5)  # the encoder is busy while the next three queue up
         if -1 in items:
             raise ValueError("boom")
         return items
 
     batcher = MicroBatcher(fn, name="t", max_batch_size=4, window_s=0.05)
     try:
-        results = await asyncio.gather(
-            *(batcher.submit(x) for x in (1, -1, 2)), return_exceptions=True
-        )
-        assert results[0] == 1 and results[2] == 2  # batched with a bad item, still answered
-        assert isinstance(results[1], ValueError) and str(results[1]) == "boom"
-        assert sizes[0] == 3  # it was one batch before the items were retried one by one
+        busy = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        batched = [asyncio.create_task(batcher.submit(x)) for x in (1, -1, 2)]
+        await asyncio.sleep(0.01)
+        release.set()
+        results = await asyncio.gather(busy, *batched, return_exceptions=True)
+        assert results[1] == 1 and results[3] == 2  # batched with a bad item, still answered
+        assert isinstance(results[2], ValueError) and str(results[2]) == "boom"
+        assert sizes[1] == 3  # it was one batch before the items were retried one by one
         assert await batcher.submit(5) == 5  # the worker survives a failed batch
     finally:
         await batcher.aclose()
@@ -95,3 +102,72 @@ async def test_close_resolves_in_flight_and_queued_callers() -> None:
     release.set()
     results = await asyncio.wait_for(asyncio.gather(in_flight, queued, return_exceptions=True), 5)
     assert all(isinstance(r, BatcherClosedError) for r in results), results
+
+
+async def test_an_idle_encoder_starts_at_once() -> None:
+    """A lone request never waits for the window (c=1 pays none): with a 30 s window
+    it is still answered at once."""
+    sizes: list[int] = []
+
+    def fn(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return items
+
+    batcher = MicroBatcher(fn, name="t", max_batch_size=32, window_s=30.0)
+    try:
+        for i in range(3):  # each time the encoder is idle again
+            assert await asyncio.wait_for(batcher.submit(i), 10) == i
+    finally:
+        await batcher.aclose()
+    assert sizes == [1, 1, 1]
+
+
+async def test_requests_arriving_during_a_batch_form_the_next_one() -> None:
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def fn(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        if len(sizes) == 1:
+            release.wait(5)
+        return items
+
+    batcher = MicroBatcher(fn, name="t", max_batch_size=4, window_s=0.0)
+    try:
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)  # item 0 is in the worker: the encoder is busy
+        rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 7)]
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.gather(first, *rest) == list(range(7))
+    finally:
+        await batcher.aclose()
+    assert sizes == [1, 4, 2]  # queued while busy: batched, up to max_batch_size
+
+
+async def test_under_load_the_window_lets_a_batch_fill() -> None:
+    """Requests queued while a batch ran start a batch that waits (up to the window)
+    for more: one arriving a little later still joins it."""
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def fn(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        if len(sizes) == 1:
+            release.wait(5)
+        return items
+
+    batcher = MicroBatcher(fn, name="t", max_batch_size=3, window_s=30.0)
+    try:
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.sleep(0.1)  # the worker took 1 and 2 and waits for a third
+        late = asyncio.create_task(batcher.submit(3))
+        results = await asyncio.wait_for(asyncio.gather(first, *queued, late), 10)
+        assert results == [0, 1, 2, 3]
+    finally:
+        await batcher.aclose()
+    assert sizes == [1, 3]
