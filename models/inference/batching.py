@@ -109,7 +109,11 @@ class MicroBatcher(Generic[In, Out]):
             else:
                 full = False
                 self._pending.append((item, future))
-                self._backlog = self._backlog or bool(self._in_flight)
+                # a batch still running (its callers not yet answered) means load; once
+                # its results are posted the encoder is idle again, even if its thread
+                # has not yet cleared _in_flight (a caller answered and submitting again
+                # at once must not pay the window)
+                self._backlog = self._backlog or any(not f.done() for f in self._in_flight)
                 self._cond.notify()
             depth = len(self._pending)
         if full:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,25 @@ async def test_an_idle_encoder_starts_at_once() -> None:
     finally:
         await batcher.aclose()
     assert sizes == [1, 1, 1]
+
+
+async def test_a_caller_answered_and_back_at_once_pays_no_window() -> None:
+    """The encoder thread clears its in-flight batch a moment after posting the results;
+    a caller answered in that moment and submitting again finds the encoder idle, not
+    loaded (it once found it loaded and waited the whole window)."""
+    batcher = MicroBatcher(lambda items: items, name="t", max_batch_size=32, window_s=30.0)
+    post = batcher._post
+
+    def slow_post(fut: Any, result: Any = None, *, error: Any = None) -> None:
+        post(fut, result, error=error)
+        time.sleep(0.3)  # the thread descheduled between posting and clearing in-flight
+
+    batcher._post = slow_post  # type: ignore[method-assign]
+    try:
+        for i in range(3):
+            assert await asyncio.wait_for(batcher.submit(i), 10) == i
+    finally:
+        await batcher.aclose()
 
 
 async def test_requests_arriving_during_a_batch_form_the_next_one() -> None:
