@@ -79,6 +79,7 @@ RUN mkdir -p /etc/llm-router /home/router \
 #   ROUTER_ENCODER__CACHE_DIR the ONNX graphs exported at build time; a fine-tuned encoder
 #                             (train-intents --fine-tune) needs a writable one (a volume)
 # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: the weights are baked in; never reach a model hub.
+# ORT_DISABLE_TELEMETRY: ONNX Runtime's telemetry off (the code sets it too).
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/router \
     HF_HOME=/tmp/hf \
@@ -92,7 +93,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     ROUTER_STRATEGY=intent \
     ROUTER_MODE=recommend \
     ROUTER_LOG_FORMAT=json \
-    ROUTER_ENCODER__CACHE_DIR=/opt/llm-router/onnx
+    ROUTER_ENCODER__CACHE_DIR=/opt/llm-router/onnx \
+    ORT_DISABLE_TELEMETRY=1
 USER 10001:0
 WORKDIR /home/router
 EXPOSE 8000

@@ -47,6 +47,12 @@ from models.encoders.sentence import (
 )
 
 EXPORT_VERSION = 1  # bump when the export changes: every cache entry is rebuilt
+# ONNX Runtime's Linux wheels (1.29 on) collect telemetry unless told not to: on first use
+# they write a device id and an event store under ~/.cache/Microsoft and upload events.
+# The service connects nowhere it is not asked to and writes only where it is told, and
+# the uploader's thread crashed processes at exit (the container's `route`, 3 runs in 6).
+# The switch is read once, when onnxruntime initialises, so it is set before any import.
+TELEMETRY_OFF = ("ORT_DISABLE_TELEMETRY", "1")
 DEFAULT_ONNX_CACHE = "~/.cache/llm-router/onnx"
 META = "export.json"
 FP32_FILE = "model.onnx"
@@ -178,8 +184,9 @@ def _wrapper(model: Any, inputs: list[str]) -> Any:
 
 def export(name_or_path: str, entry: Path) -> dict[str, Any]:
     """Export the fp32 pipeline into ``entry`` (verified against torch); its metadata."""
-    import onnxruntime as ort
     import torch
+
+    ort = load_onnxruntime()
 
     encoder = SentenceEncoder(name_or_path)
     model = encoder._model
@@ -266,6 +273,7 @@ def _verify(encoder: SentenceEncoder, tokens: Any, graph: Any, inputs: list[str]
 
 def quantize(entry: Path, scheme: str) -> Path:
     """Write the entry's int8 graph for ``scheme`` from its fp32 one."""
+    load_onnxruntime()  # telemetry off before the quantizer imports it
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = entry / model_file(scheme)
@@ -322,11 +330,21 @@ class Tokens:
         return {name: np.asarray(columns[name], dtype=np.int64) for name in self._inputs}
 
 
+def load_onnxruntime() -> Any:
+    """The onnxruntime module, imported with its telemetry off (:data:`TELEMETRY_OFF`);
+    every use of onnxruntime here goes through this."""
+    os.environ[TELEMETRY_OFF[0]] = TELEMETRY_OFF[1]
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 def session(path: Path, threads: int) -> Any:
     """An ONNX Runtime CPU session with ``threads`` intra-op threads (0 = its default),
     one inter-op thread and no spinning: idle pool threads would take the CPU from the
     event loop and from the other workers."""
-    import onnxruntime as ort
+    ort = load_onnxruntime()
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(0, threads)

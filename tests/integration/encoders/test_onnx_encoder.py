@@ -6,7 +6,10 @@ setting picks what serves."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from models.encoders import onnx_export
 from models.encoders.onnx import OnnxSentenceEncoder
 from models.encoders.runtime import EncoderRuntime, load_sentence_encoder
 from models.encoders.sentence import EncoderLoadError, SentenceEncoder
-from tests.helpers import app_client, make_settings, startup_error, user
+from tests.helpers import ROOT, app_client, make_settings, startup_error, user
 
 pytestmark = pytest.mark.embedding
 
@@ -265,3 +268,30 @@ async def test_an_unwritable_cache_fails_startup_naming_the_setting(tmp_path: Pa
     settings = make_settings(strategy="intent", encoder={"cache_dir": str(blocker / "onnx")})
     error = await startup_error(settings)
     assert "ROUTER_ENCODER__CACHE_DIR" in error and "EncoderLoadError" in error
+
+
+def test_onnxruntime_telemetry_stays_off(tmp_path: Path) -> None:
+    """ONNX Runtime's Linux wheels write a device id and an event store under
+    ~/.cache/Microsoft and upload events unless ORT_DISABLE_TELEMETRY is set before they
+    initialise. A fresh process that loads and runs the encoder (export and int8 quantizer
+    included) with a home of its own must leave none of that and keep the switch set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORT_")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    script = (
+        "import os\n"
+        "from models.encoders.onnx import OnnxSentenceEncoder\n"
+        f"enc = OnnxSentenceEncoder(quantize=True, cache_dir={str(tmp_path / 'cache')!r})\n"
+        "assert enc.encode(['hello there']).shape == (1, enc.dim)\n"
+        "print(os.environ.get('ORT_DISABLE_TELEMETRY'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert not [p for p in written if "microsoft" in p.lower() or "onnxruntime" in p], written
+    assert "telemetry" not in proc.stderr.lower(), proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "1"
