@@ -6,6 +6,7 @@ intents). The only evaluation code in ``app/``: it needs the edge's normalisatio
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -47,6 +48,8 @@ async def started_strategy(settings: Settings, config: RoutingConfig):  # type: 
         yield strategy
     finally:
         await strategy.aclose()
+        del strategy
+        gc.collect()  # native runtimes released now, not at interpreter exit (see factory)
 
 
 async def timed_route(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
@@ -61,6 +62,10 @@ async def _close(state: RouterState, starting: asyncio.Task[None]) -> None:
     if state.strategy is not None:
         with contextlib.suppress(Exception):
             await state.strategy.aclose()
+        # release the strategy's native runtimes (ONNX Runtime, torch) now, while the
+        # process is whole: left to interpreter exit, tearing down ONNX Runtime beside
+        # torch crashed processes (exit 139)
+        gc.collect()
     if state.proxy is not None:
         await state.proxy.aclose()
     if state.http is not None:

@@ -32,6 +32,8 @@ from models.core.errors import BatcherClosedError, QueueFullError
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
+JOIN_TIMEOUT_S = 10.0  # aclose waits this long for a batch still running
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -232,6 +234,17 @@ class MicroBatcher(Generic[In, Out]):
         for fut in waiting:
             _resolve(fut, error=closed)
         self._set_depth(0)
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            # wait (off the event loop) for a batch still running: the encoder and its
+            # native runtime are then free to be released while the process is whole,
+            # not torn down under a running thread at interpreter exit
+            await asyncio.to_thread(thread.join, JOIN_TIMEOUT_S)
+        self._fn = _closed_fn  # let go of the encoder (a closed batcher never calls it)
+
+
+def _closed_fn(items: list[Any]) -> Sequence[Any]:
+    raise BatcherClosedError("batcher is closed")
 
 
 def _resolve(

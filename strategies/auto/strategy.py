@@ -200,6 +200,7 @@ class AutoStrategy:
         if self._batcher is not None:
             await self._batcher.aclose()
             self._batcher = None
+        self._encoder = self._mlp = None  # native sessions released before process exit
 
     async def probabilities(self, conversation: Conversation) -> dict[str, float]:
         """Every artifact model's probability for this conversation (micro-batched)."""

@@ -5,8 +5,10 @@ idle encoder starts at once and the window applies only under load."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -191,3 +193,27 @@ async def test_under_load_the_window_lets_a_batch_fill() -> None:
     finally:
         await batcher.aclose()
     assert sizes == [1, 3]
+
+
+async def test_aclose_waits_for_the_thread_and_lets_go_of_the_encoder() -> None:
+    """After aclose the encoder thread has ended and the batcher holds no reference to
+    the encoder, so a native runtime behind it is released while the process is whole
+    (left to interpreter exit, ONNX Runtime torn down beside torch crashed processes)."""
+
+    class Encoder:
+        def encode(self, items: list[int]) -> list[int]:
+            return items
+
+    encoder = Encoder()
+    gone = weakref.ref(encoder)
+    batcher = MicroBatcher(encoder.encode, name="t", window_s=0.0)
+    assert await batcher.submit(1) == 1
+    thread = batcher._thread
+    assert thread is not None and thread.is_alive()
+    del encoder
+    await batcher.aclose()
+    assert not thread.is_alive()
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(BatcherClosedError):
+        await batcher.submit(2)
