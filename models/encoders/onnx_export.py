@@ -49,8 +49,7 @@ from models.encoders.sentence import (
 EXPORT_VERSION = 1  # bump when the export changes: every cache entry is rebuilt
 # ONNX Runtime's Linux wheels (1.29 on) collect telemetry unless told not to: on first use
 # they write a device id and an event store under ~/.cache/Microsoft and upload events.
-# The service connects nowhere it is not asked to and writes only where it is told, and
-# the uploader's thread crashed processes at exit (the container's `route`, 3 runs in 6).
+# The service connects nowhere it is not asked to and writes only where it is told.
 # The switch is read once, when onnxruntime initialises, so it is set before any import.
 TELEMETRY_OFF = ("ORT_DISABLE_TELEMETRY", "1")
 DEFAULT_ONNX_CACHE = "~/.cache/llm-router/onnx"
