@@ -9,8 +9,13 @@ Routing cost at c=1 = routed p50 - named p50. Throughput ratio = routed / named
 decisions per second at the same concurrency. The ``encode`` stage (queue wait +
 batched forward + hand-off) and the batch sizes come from the server's /metrics.
 
+After the servers stop, the encoder's ceiling on this machine: one process per core, each
+encoding batches of 32 distinct prompts with the served ONNX int8 encoder on one thread,
+nothing else running. No server on the machine can route faster than that.
+
     PYTHONPATH=. .venv/bin/python -m bench.serving.bench_routing_cost [--rounds 3]
-        [--setups torch onnx] [--concurrency 1 32 64] -> bench/results/routing-cost.{json,md}
+        [--setups torch onnx] [--concurrency 1 32 64] [--ceiling-seconds 10]
+        -> bench/results/routing-cost.{json,md}
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import multiprocessing
 import os
+import random
 import re
 import statistics
 import time
@@ -137,6 +144,42 @@ def run(
     return {"results": results, "requests_sent": bodies.sent}
 
 
+def _ceiling_worker(seed: int, seconds: float, ready: Any, out: Any) -> None:
+    from models.encoders.onnx import OnnxSentenceEncoder
+
+    encoder = OnnxSentenceEncoder(quantize=True, cache_dir=ONNX_CACHE, threads=1)
+    stream = prompts()
+    texts = [next(stream) for _ in range(200_000)]
+    random.Random(seed).shuffle(texts)
+    encoder.encode(texts[:64])  # warm
+    ready.wait()
+    start, done = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        encoder.encode(texts[done : done + 32])
+        done += 32
+    out.put(done / (time.perf_counter() - start))
+
+
+def encoder_ceiling(seconds: float, processes: int | None = None) -> dict[str, Any]:
+    """Sentences per second the served encoder computes with every core busy (one process
+    per core, one thread each, batches of 32), and with one process alone."""
+    processes = processes or os.cpu_count() or 1
+    ctx = multiprocessing.get_context("spawn")
+    found = {}
+    for n in sorted({1, processes}):
+        ready, out = ctx.Barrier(n), ctx.Queue()
+        procs = [
+            ctx.Process(target=_ceiling_worker, args=(i, seconds, ready, out)) for i in range(n)
+        ]
+        for proc in procs:
+            proc.start()
+        rates = [out.get(timeout=600) for _ in procs]
+        for proc in procs:
+            proc.join()
+        found[n] = round(sum(rates), 1)
+    return {"processes": processes, "one_process": found[1], "all_cores": found[processes]}
+
+
 def summary(results: dict[str, Any]) -> list[list[Any]]:
     """One row per setup and concurrency: medians over the rounds."""
     rows = []
@@ -179,12 +222,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--requests-c1", type=int, default=500)
     parser.add_argument("--requests", type=int, default=3000, help="per run at c > 1")
     parser.add_argument("--name", default="routing-cost", help="results file name")
+    parser.add_argument("--ceiling-seconds", type=float, default=10.0, help="0: skip")
     args = parser.parse_args(argv)
     load_start = os.getloadavg()
     began = time.time()
     out = run(args.setups, args.concurrency, args.rounds, args.requests_c1, args.requests)
     out["load_avg_start"] = [round(x, 2) for x in load_start]
     out["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.ceiling_seconds > 0:
+        out["encoder_ceiling"] = encoder_ceiling(args.ceiling_seconds)
     out["seconds"] = round(time.time() - began, 1)
     note = (
         f"Medians of {args.rounds} interleaved rounds; every request a distinct prompt "
@@ -192,6 +238,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{out['load_avg_start']}, at end {out['load_avg_end']} on {os.cpu_count()} cores "
         "(the load generator runs on the same machine)."
     )
+    if "encoder_ceiling" in out:
+        ceiling = out["encoder_ceiling"]
+        named32 = [
+            statistics.median(r["throughput_rps"] for r in by_c["32"]["named"])
+            for by_c in out["results"].values()
+            if "32" in by_c
+        ]
+        note += (
+            f" Encoder ceiling (ONNX int8, batches of 32, no server, no load generator): "
+            f"{ceiling['one_process']} sentences/s in one process on one thread, "
+            f"{ceiling['all_cores']} with {ceiling['processes']} processes (every core)"
+        )
+        if named32:
+            note += f"; 0.3 x the named path at c=32 is {round(0.3 * max(named32), 1)} req/s"
+        note += "."
     md = md_table(HEADERS, summary(out["results"])) + "\n\n" + note
     write_results(args.name, {**out, "note": note}, md)
     print(md)

@@ -299,7 +299,9 @@ def _no_preprocessing_hint(record: logging.LogRecord) -> bool:
 
 class Tokens:
     """The fast tokenizer, called as the sentence-transformers pipeline calls it: special
-    tokens added, truncated at ``max_seq_length``, padded to the longest in the batch."""
+    tokens added, truncated at ``max_seq_length``, padded to the longest in the batch.
+    Texts are tokenized once (:meth:`split`) and padded per run (:meth:`arrays`), so a
+    caller can group them by length first."""
 
     def __init__(self, file: Path, meta: dict[str, Any]) -> None:
         from tokenizers import Tokenizer
@@ -308,25 +310,45 @@ class Tokens:
         self.plain = Tokenizer.from_file(str(file))
         self.plain.no_padding()
         self.plain.no_truncation()
-        self._batch = Tokenizer.from_str(self.plain.to_str())
-        self._batch.enable_truncation(
+        self._cut = Tokenizer.from_str(self.plain.to_str())
+        self._cut.enable_truncation(
             int(meta["max_seq_length"]), direction=meta.get("truncation_side", "right")
         )
-        self._batch.enable_padding(
-            direction=meta.get("padding_side", "right"), pad_id=int(meta["pad_id"]),
-            pad_type_id=int(meta.get("pad_type_id", 0)), pad_token=str(meta["pad_token"]),
-        )  # fmt: skip
+        self._left = meta.get("padding_side", "right") == "left"
+        self._pad = {
+            "input_ids": int(meta["pad_id"]),
+            "attention_mask": 0,
+            "token_type_ids": int(meta.get("pad_type_id", 0)),
+        }
         self._inputs = list(meta["inputs"])
+
+    def split(self, texts: list[str]) -> list[dict[str, list[int]]]:
+        """Each text's unpadded inputs (ids, mask, type ids), truncated."""
+        return [
+            {"input_ids": e.ids, "attention_mask": e.attention_mask,
+             "token_type_ids": e.type_ids}
+            for e in self._cut.encode_batch(texts)
+        ]  # fmt: skip
+
+    def arrays(self, rows: list[dict[str, list[int]]]) -> dict[str, np.ndarray]:
+        """The graph's inputs for tokenized ``rows`` (int64 arrays [n, longest]), padded
+        as the tokenizer pads."""
+        longest = max((len(r["input_ids"]) for r in rows), default=0)
+        out = {}
+        for name in self._inputs:
+            grid = np.full((len(rows), longest), self._pad[name], dtype=np.int64)
+            for i, row in enumerate(rows):
+                values = row[name]
+                if self._left:
+                    grid[i, longest - len(values) :] = values
+                else:
+                    grid[i, : len(values)] = values
+            out[name] = grid
+        return out
 
     def batch(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The graph's inputs for ``texts`` (int64 arrays [n, longest])."""
-        found = self._batch.encode_batch(texts)
-        columns = {
-            "input_ids": [e.ids for e in found],
-            "attention_mask": [e.attention_mask for e in found],
-            "token_type_ids": [e.type_ids for e in found],
-        }
-        return {name: np.asarray(columns[name], dtype=np.int64) for name in self._inputs}
+        return self.arrays(self.split(texts))
 
 
 def load_onnxruntime() -> Any:

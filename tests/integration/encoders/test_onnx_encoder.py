@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -79,6 +80,30 @@ def test_a_single_text_and_its_batch_agree(cache: Path) -> None:
     alone = np.concatenate([encoder.encode([t]) for t in SENTENCES])
     assert np.abs(batch - alone).max() < 1e-5
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_a_batch_runs_in_groups_of_similar_length(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One long text among short ones is not padded into: it runs on its own, the short
+    ones together, and the fp32 vectors are those of one padded run."""
+    encoder = OnnxSentenceEncoder(cache_dir=cache)
+    texts = ["hi", "refund", "The quick brown fox jumps over the lazy dog. " * 12, "ok thanks"]
+    shapes: list[tuple[int, int]] = []
+    forward = OnnxSentenceEncoder._forward
+
+    def recording(graph: Any, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        shapes.append(inputs["input_ids"].shape)
+        return forward(graph, inputs)
+
+    monkeypatch.setattr(OnnxSentenceEncoder, "_forward", staticmethod(recording))
+    grouped = encoder.encode(texts)
+    assert (
+        len(shapes) == 2 and shapes[0][0] == 1 and shapes[1] == (3, max(s[1] for s in shapes[1:]))
+    )
+    assert shapes[0][1] > 100 > shapes[1][1]
+    one_run = OnnxSentenceEncoder._run(encoder._tokens, encoder._session, texts)
+    assert np.abs(grouped - one_run).max() < 1e-5
 
 
 def test_truncation_keeps_the_same_tail_as_torch(cache: Path) -> None:
