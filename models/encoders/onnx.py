@@ -106,8 +106,8 @@ class OnnxSentenceEncoder:
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts; rows are unit length. The texts are tokenized once, sorted by
         length and cut into runs of similar length (:func:`length_groups`), so little
-        padding is computed: a served batch of mixed prompts costs ~13% less than one
-        run padded to its longest (bench/results/routing-cost.md)."""
+        padding is computed: 32 mixed prompts cost ~11% less than one run padded to
+        the longest (docs/performance.md)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         rows = self._tokens.split(texts)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
