@@ -98,9 +98,7 @@ def test_a_batch_runs_in_groups_of_similar_length(
 
     monkeypatch.setattr(OnnxSentenceEncoder, "_forward", staticmethod(recording))
     grouped = encoder.encode(texts)
-    assert (
-        len(shapes) == 2 and shapes[0][0] == 1 and shapes[1] == (3, max(s[1] for s in shapes[1:]))
-    )
+    assert [rows for rows, _ in shapes] == [1, 3]
     assert shapes[0][1] > 100 > shapes[1][1]
     one_run = OnnxSentenceEncoder._run(encoder._tokens, encoder._session, texts)
     assert np.abs(grouped - one_run).max() < 1e-5

@@ -36,7 +36,7 @@ def test_length_groups_pick_the_cheapest_runs_of_similar_length() -> None:
         )
         assert cost(runs, lengths, extra) == cheapest
     assert length_groups([], 32) == []
-    # one long prompt among short ones runs alone; equal lengths share one run
+    # one long prompt among short ones runs alone; equal lengths fill runs up to the limit
     assert length_groups([120, 12, 12, 11, 10], 32) == [(0, 1), (1, 5)]
     equal = length_groups([9] * 40, 32)
     assert len(equal) == 2 and max(e - s for s, e in equal) <= 32
